@@ -1,0 +1,39 @@
+"""npe2 writers: image and labels layers -> NIfTI / MHA / NRRD in their LPS geometry."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .io import save
+from .io.formats import image_suffix
+
+__all__ = ["write_image", "write_labels"]
+
+
+def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> list[str]:
+    from .overlays import layer_volume
+
+    if image_suffix(path) is None:
+        path = f"{path}.nii.gz"
+    volume = layer_volume(data, meta)
+    array = volume.array
+    if labels:
+        if array.dtype.kind not in "iub":
+            array = array.astype(np.int32)
+        if array.dtype.kind in "iub" and array.size and array.min() >= 0 and array.max() < 256:
+            array = array.astype(np.uint8)
+        volume = replace(volume, array=array, modality="SEG")
+    return [str(save(volume, path))]
+
+
+def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save an image layer; its affine (world = LPS mm) becomes the file's geometry."""
+    return _write(path, data, meta, labels=False)
+
+
+def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save a labels layer as an integer label map in its geometry."""
+    return _write(path, data, meta, labels=True)

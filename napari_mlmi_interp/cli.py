@@ -1,0 +1,197 @@
+"""``mlmi-interp``: the headless command line.
+
+Every subcommand turns bad input into one line on stderr (``mlmi-interp: error: ...``)
+and exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .io import LoadError, LoadWarning, load, save
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "volume"
+
+
+def _fmt(values: Any, digits: int = 3) -> str:
+    return "(" + ", ".join(f"{v:.{digits}f}" for v in np.ravel(values)) + ")"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    volumes = load(args.path)
+    if args.json:
+        print(json.dumps({"volumes": [v.describe() for v in volumes]}, indent=2))
+        return 0
+    for i, v in enumerate(volumes):
+        g = v.geometry
+        print(f"[{i}] {v.name}")
+        print(f"    modality      {v.modality}    case id {v.case_id}")
+        print(f"    shape (z,y,x) {g.shape}    dtype {v.array.dtype}    {v.units or 'arbitrary units'}")
+        print(f"    spacing mm    {_fmt(g.spacing, 4)}  (z, y, x)")
+        print(f"    origin LPS mm {_fmt(g.origin)}")
+        plane = g.acquisition_plane() + (", oblique" if g.is_oblique() else "")
+        print(f"    orientation   {g.orientation_code()} ({plane})")
+        for row, label in zip(g.direction, "LPS", strict=True):
+            print(f"    direction {label}   {_fmt(row, 6)}")
+        print("    index_to_lps")
+        for row in g.index_to_lps:
+            print(f"        {_fmt(row, 6)}")
+        for w in v.warnings:
+            print(f"    warning: {w}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    volumes = load(args.input)
+    out_dir = Path(args.out_dir)
+    used: set[str] = set()
+    for v in volumes:
+        stem = _safe_name(v.name)
+        name, k = stem, 2
+        while name in used:
+            name, k = f"{stem}_{k}", k + 1
+        used.add(name)
+        print(save(v, out_dir / f"{name}.nii.gz"))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .sample import write_sample
+
+    paths = write_sample(args.out_dir, seed=args.seed)
+    if args.json:
+        print(json.dumps(paths))
+    else:
+        for kind, path in paths.items():
+            print(f"{kind}: {path}")
+    return 0
+
+
+def _need_display(screenshot: str | None) -> str | None:
+    from ._display import ensure_display
+
+    display = ensure_display()
+    if display is None:
+        raise CliError(
+            "no display: set $DISPLAY, or install Xvfb (apt-get install xvfb) so a virtual one can start"
+        )
+    return screenshot
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    volumes = load(args.path)
+    headless = not os.environ.get("DISPLAY")
+    screenshot = args.screenshot or ("mlmi-interp-view.png" if headless else None)
+    _need_display(screenshot)
+    from ._viewer import show_volumes
+
+    out = show_volumes([(v, {}) for v in volumes], plane=args.plane, screenshot=screenshot)
+    if out:
+        print(f"screenshot: {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .sample import LESION_CENTRE_LPS, make_sample
+
+    headless = not os.environ.get("DISPLAY")
+    out_dir = Path(args.out)
+    screenshot = args.screenshot or (str(out_dir / "demo.png") if headless else None)
+    sample = make_sample()
+    results = {
+        "scan": str(save(sample.scan, out_dir / "sample_brain_t1.nii.gz")),
+        "mask": str(save(sample.mask, out_dir / "sample_brain_lesion_mask.nii.gz")),
+        "lesion_centre_lps_mm": list(LESION_CENTRE_LPS),
+        "lesion_volume_ml": round(float(sample.mask.array.sum()) * sample.scan.geometry.voxel_volume_ml, 3),
+    }
+    _need_display(screenshot)
+    from ._viewer import show_volumes
+
+    shot = show_volumes(
+        [(sample.scan, {}), (sample.mask, {"layer_type": "labels", "opacity": 0.45})],
+        plane="axial",
+        focus_lps=LESION_CENTRE_LPS,
+        screenshot=screenshot,
+    )
+    if shot:
+        results["screenshot"] = str(shot)
+    (out_dir / "demo_results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlmi-interp",
+        description="Interpretability for medical-imaging ML: scans in physical space, in napari.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="describe every volume found at PATH (geometry in LPS mm)")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help='print {"volumes": [...]}')
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="write every volume found at INPUT as OUT_DIR/<name>.nii.gz")
+    p.add_argument("input")
+    p.add_argument("out_dir")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("sample", help="write the sample brain scan and its lesion mask as NIfTI")
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help='print {"scan": PATH, "mask": PATH}')
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("view", help="open PATH in napari (headless: write a screenshot)")
+    p.add_argument("path")
+    p.add_argument("--plane", choices=["axial", "coronal", "sagittal"], default=None)
+    p.add_argument("--screenshot", metavar="PNG", default=None)
+    p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("demo", help="the sample scan and lesion in napari (headless: screenshot + results)")
+    p.add_argument("--screenshot", metavar="PNG", default=None)
+    p.add_argument("--out", metavar="DIR", default="mlmi-interp-demo")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            # volume.warnings already carry these; do not print them twice
+            warnings.simplefilter("ignore", LoadWarning)
+            return int(args.func(args) or 0)
+    except (LoadError, CliError, ValueError, OSError, RuntimeError) as exc:
+        if args.debug:
+            raise
+        print(f"mlmi-interp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
