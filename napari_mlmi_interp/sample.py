@@ -88,6 +88,9 @@ def make_sample(seed: int = 0) -> Sample:
     image = image * (1 - inside) + 1.35 * wm_level * texture * inside
     image += rng.normal(0.0, 0.015 * wm_level, size=image.shape).astype(np.float32)
     image = np.clip(np.round(image), 0, None).astype(np.int16)
+    # a display window, as a DICOM would carry: from black to just above the lesion, so
+    # white matter is light grey and the lesion stands out instead of saturating with it
+    top = 1.05 * float(np.percentile(image[mask > 0], 99))
 
     scan = Volume(
         array=image,
@@ -95,6 +98,7 @@ def make_sample(seed: int = 0) -> Sample:
         name="sample brain T1",
         modality="MR",
         case_id="case-sample-brain",
+        window=(top / 2, top),
         source="napari-mlmi-interp sample (MNI ICBM152 2009a + synthetic lesion)",
         metadata={"SeriesDescription": "sample brain T1 with synthetic lesion", "seed": seed},
     )

@@ -70,8 +70,12 @@ def write_series(
     study_uid = study_uid or "1.2.826.0.1.3680043.8.498.1"
     paths = []
     for k, pos in enumerate(positions):
-        ds = _base(CT_SOP if modality == "CT" else MR_SOP, modality=modality, study_uid=study_uid,
-                   series_uid=series_uid)
+        ds = _base(
+            CT_SOP if modality == "CT" else MR_SOP,
+            modality=modality,
+            study_uid=study_uid,
+            series_uid=series_uid,
+        )
         ds.SeriesDescription = description
         ds.SeriesNumber = series_number
         ds.InstanceNumber = k + 1
@@ -102,9 +106,7 @@ def write_series(
 
 def axial_positions(n: int, *, spacing: float = 2.5, origin=(-10.0, 20.0, 30.0), shift=(0.0, 0.0)):
     """Positions of an axial stack; ``shift`` (mm per slice along L, P) makes a gantry tilt."""
-    return [
-        (origin[0] + shift[0] * k, origin[1] + shift[1] * k, origin[2] + spacing * k) for k in range(n)
-    ]
+    return [(origin[0] + shift[0] * k, origin[1] + shift[1] * k, origin[2] + spacing * k) for k in range(n)]
 
 
 def write_enhanced(
@@ -122,8 +124,9 @@ def write_enhanced(
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(positions)
     order = list(shuffle) if shuffle is not None else list(range(n))
-    ds = _base(ENHANCED_MR_SOP, modality="MR", study_uid="1.2.826.0.1.3680043.8.498.2",
-               series_uid=generate_uid())
+    ds = _base(
+        ENHANCED_MR_SOP, modality="MR", study_uid="1.2.826.0.1.3680043.8.498.2", series_uid=generate_uid()
+    )
     ds.SeriesDescription = "enhanced"
     ds.SeriesNumber = 7
     ds.InstanceNumber = 1

@@ -75,8 +75,7 @@ def test_gantry_tilt_is_resampled_to_the_true_positions(tmp_path):
     pixels = np.zeros((n, rows, cols), dtype=np.int16)
     pixels[4, 5, 3] = 1000  # a bright voxel in slice 4, row 5, column 3
     pos = axial_positions(n, spacing=step, shift=(0.0, shift))
-    write_series(tmp_path, pos, rows=rows, cols=cols, pixel_spacing=(1.0, 1.0), modality="CT",
-                 pixels=pixels)
+    write_series(tmp_path, pos, rows=rows, cols=cols, pixel_spacing=(1.0, 1.0), modality="CT", pixels=pixels)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         (v,) = load(tmp_path)
@@ -96,8 +95,9 @@ def test_mixed_orientations_split_into_stacks(tmp_path):
     uid = "1.2.826.0.1.3680043.8.498.79"
     write_series(tmp_path, axial_positions(3), series_uid=uid, prefix="ax")
     coronal = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
-    write_series(tmp_path, [(0, y, 0) for y in (0.0, 3.0, 6.0, 9.0)], series_uid=uid, prefix="co",
-                 orientation=coronal)
+    write_series(
+        tmp_path, [(0, y, 0) for y in (0.0, 3.0, 6.0, 9.0)], series_uid=uid, prefix="co", orientation=coronal
+    )
     vols = sorted(load(tmp_path), key=lambda v: v.shape[0])
     assert [v.shape[0] for v in vols] == [3, 4]
     assert [v.geometry.acquisition_plane() for v in vols] == ["axial", "coronal"]
@@ -195,7 +195,9 @@ def test_truncated_dicom_names_the_file(tmp_path):
 def test_truncated_header(tmp_path):
     (path,) = write_series(tmp_path, axial_positions(1))
     path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(LoadError, match=r"no DICOM images could be read \(im0000\.dcm: (unreadable|holds no image)"):
+    with pytest.raises(
+        LoadError, match=r"no DICOM images could be read \(im0000\.dcm: (unreadable|holds no image)"
+    ):
         load(tmp_path)
 
 

@@ -70,8 +70,10 @@ def test_opening_one_file_reads_its_folder(shared_dicom):
 
 def test_compressed_series_decode_to_identical_voxels(shared_dicom):
     base = shared_dicom / "dicom2nifti" / "generic"
-    arrays = [load(base / f"{name}/001")[0].array for name in
-              ("compressed", "compressed_jpeg", "compressed_j2k", "compressed_jpegls", "compressed_rle")]
+    arrays = [
+        load(base / f"{name}/001")[0].array
+        for name in ("compressed", "compressed_jpeg", "compressed_j2k", "compressed_jpegls", "compressed_rle")
+    ]
     for a in arrays[1:]:
         np.testing.assert_array_equal(a, arrays[0])
 

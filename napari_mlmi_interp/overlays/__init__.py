@@ -12,6 +12,7 @@ from .volume_layers import (
     is_label_map,
     layer_volume,
     set_radiological_view,
+    viewer_camera,
     volume_layer_data,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "is_label_map",
     "layer_volume",
     "set_radiological_view",
+    "viewer_camera",
     "volume_layer_data",
 ]

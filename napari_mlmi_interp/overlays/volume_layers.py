@@ -31,6 +31,7 @@ __all__ = [
     "is_label_map",
     "layer_volume",
     "set_radiological_view",
+    "viewer_camera",
     "volume_layer_data",
 ]
 
@@ -184,5 +185,11 @@ def set_radiological_view(viewer: napari.Viewer, plane: str = "axial") -> None:
     order, vertical = _PLANES[plane]
     viewer.dims.order = order
     viewer.dims.axis_labels = LPS_AXIS_LABELS
-    viewer.camera.orientation2d = (vertical, "right")
+    viewer_camera(viewer).orientation2d = (vertical, "right")
     viewer.reset_view()
+
+
+def viewer_camera(viewer: napari.Viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera

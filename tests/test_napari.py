@@ -1,0 +1,168 @@
+"""napari integration under a virtual display with a shown viewer (marker: gui)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_mlmi_interp.io import load
+
+from .conftest import reference_world
+from .dicom_factory import axial_positions, write_series
+
+pytestmark = pytest.mark.gui
+PLUGIN = "napari-mlmi-interp"
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    v = make_napari_viewer(show=True)
+    v.window.resize(900, 700)
+    return v
+
+
+def _errors():
+    from napari.utils.notifications import notification_manager
+
+    return [
+        r.message
+        for r in notification_manager.records
+        if str(r.severity) in ("error", "ERROR") or getattr(r.severity, "value", "") == "error"
+    ]
+
+
+def _check_layer_geometry(layer, volume, index):
+    """The layer's affine is the displayed volume's index_to_lps; a voxel's world = its LPS."""
+    axes = layer.metadata["axes"]
+    shown = volume.transposed(axes)
+    np.testing.assert_allclose(layer.affine.affine_matrix, shown.index_to_lps, atol=1e-9)
+    assert layer.data.shape == shown.shape
+    shown_index = [index[a] for a in axes]
+    world = np.asarray(layer.data_to_world(shown_index))
+    np.testing.assert_allclose(world, volume.geometry.to_lps(index), atol=1e-6)
+    assert layer.data[tuple(shown_index)] == volume.array[tuple(index)]
+
+
+def test_reader_places_real_oblique_series_in_lps_mm(viewer, shared_dicom):
+    folder = shared_dicom / "dcm_qa_pdt2" / "In" / "Siemens" / "VE11"
+    layers = viewer.open(str(folder), plugin=PLUGIN)
+    volumes = load(folder)
+    assert len(layers) == 2 and [ly.name for ly in layers] == [v.name for v in volumes]
+    for layer, volume in zip(layers, volumes, strict=True):
+        assert layer.metadata["volume"].case_id == volume.case_id
+        # sagittal stack (z -> L, y -> S, x -> P): shown as (z, x, y), nearest (L, P, S)
+        assert layer.metadata["axes"] == (0, 2, 1)
+        _check_layer_geometry(layer, volume, (17, 40, 9))
+        assert [str(u) for u in layer.units] == ["millimeter"] * 3
+    assert tuple(viewer.dims.axis_labels) == ("L", "P", "S")
+    # independent check against the reference converter: voxel (k, r, c) of echo 1
+    lps, _ = reference_world(
+        shared_dicom / "dcm_qa_pdt2" / "Ref" / "Siemens_pd+t2_tse_sag_ISO_1.8mm_3_e1.nii"
+    )
+    world = np.asarray(layers[0].data_to_world([0, 0, 0]))
+    assert np.min(np.linalg.norm(lps - world, axis=1)) < 1e-3
+
+
+def test_reader_shows_axial_series_radiologically(viewer, tmp_path):
+    write_series(tmp_path, axial_positions(6, spacing=2.5), rows=16, cols=20)
+    (layer,) = viewer.open(str(tmp_path), plugin=PLUGIN)
+    (volume,) = load(tmp_path)
+    assert layer.metadata["axes"] == (2, 1, 0)  # (z, y, x) shown as (x, y, z) = (L, P, S)
+    _check_layer_geometry(layer, volume, (4, 11, 17))
+    # the slider runs along S; the view shows P downwards and L to the right
+    assert viewer.dims.order == (2, 1, 0)
+    from napari_mlmi_interp.overlays import viewer_camera
+
+    assert [str(o.value) for o in viewer_camera(viewer).orientation2d] == ["down", "right"]
+
+
+def test_writer_round_trips_geometry_in_source_order(viewer, shared_dicom, tmp_path):
+    folder = shared_dicom / "dicom2nifti" / "siemens" / "anatomical" / "001"
+    (layer,) = viewer.open(str(folder), plugin=PLUGIN)
+    (volume,) = load(folder)
+    for suffix in (".nii.gz", ".mha", ".nrrd"):
+        out = tmp_path / f"saved{suffix}"
+        layer.save(str(out), plugin=PLUGIN)
+        (again,) = load(out)
+        np.testing.assert_array_equal(again.array, volume.array)
+        np.testing.assert_allclose(again.index_to_lps, volume.index_to_lps, atol=1e-4)
+
+
+def test_labels_writer_keeps_painted_voxels_in_place(viewer, tmp_path):
+    write_series(tmp_path / "dcm", axial_positions(5, spacing=3.0), rows=12, cols=14)
+    (image,) = viewer.open(str(tmp_path / "dcm"), plugin=PLUGIN)
+    volume = image.metadata["volume"]
+    from napari_mlmi_interp.overlays import volume_layer_data
+
+    roi = volume.with_array(np.zeros(volume.shape, np.uint8), name="roi mask")
+    data, attrs, kind = volume_layer_data(roi, layer_type="labels")
+    assert kind == "labels"
+    labels = viewer.add_labels(data, **attrs)
+    target = (3, 7, 9)  # (z, y, x) in the source volume
+    labels.data[tuple(target[a] for a in labels.metadata["axes"])] = 2
+    out = tmp_path / "roi.nii.gz"
+    labels.save(str(out), plugin=PLUGIN)
+    (saved,) = load(out)
+    assert saved.shape == volume.shape
+    assert np.argwhere(saved.array == 2).tolist() == [list(target)]
+    np.testing.assert_allclose(saved.index_to_lps, volume.index_to_lps, atol=1e-4)
+
+
+def test_sample_data_opens_as_scan_and_mask(viewer):
+    layers = viewer.open_sample(PLUGIN, "brain_lesion")
+    assert [ly._type_string for ly in layers] == ["image", "labels"]
+    scan, mask = layers
+    np.testing.assert_allclose(scan.affine.affine_matrix, mask.affine.affine_matrix)
+    assert mask.data.max() == 1 and scan.data.shape == mask.data.shape
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["empty_folder", "not_dicom", "zero_bytes", "truncated", "bad_nifti", "missing_slice"],
+)
+def test_bad_input_notifies_once_and_napari_keeps_running(viewer, tmp_path, case, shared_dicom):
+    if case == "empty_folder":
+        target, expected = tmp_path, "no DICOM images found"
+    elif case == "not_dicom":
+        target = tmp_path / "report.dcm"
+        target.write_text("not an image")
+        expected = "not a DICOM file"
+    elif case == "zero_bytes":
+        target = tmp_path / "zero.dcm"
+        target.touch()
+        expected = "0 bytes"
+    elif case == "truncated":
+        (p,) = write_series(tmp_path, axial_positions(1), rows=64, cols=64)
+        p.write_bytes(p.read_bytes()[:-3000])
+        target, expected = tmp_path, "pixel data cannot be decoded"
+    elif case == "bad_nifti":
+        target = tmp_path / "broken.nii"
+        target.write_bytes(b"\x5c\x01\x00\x00" + b"\xff" * 400)
+        expected = "not a readable NIfTI file"
+    else:
+        pos = axial_positions(5, spacing=2.0)
+        del pos[2]
+        write_series(tmp_path, pos)
+        target, expected = tmp_path, "gap of 4.00 mm"
+    before = len(_errors())
+    layers = viewer.open(str(target), plugin=PLUGIN)
+    assert layers == [] and len(viewer.layers) == 0
+    new = _errors()[before:]
+    assert len(new) == 1 and expected in new[0] and "Traceback" not in new[0]
+    # napari still works: a good scan opens afterwards
+    good = viewer.open(str(shared_dicom / "dicom2nifti" / "generic" / "anatomical" / "001"), plugin=PLUGIN)
+    assert len(good) == 1 and len(viewer.layers) == 1
+
+
+def test_get_reader_declines_what_it_does_not_read(tmp_path):
+    from napari_mlmi_interp._reader import get_reader
+
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_text("x")
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    assert get_reader(str(tmp_path / "sub")) is None
+    assert get_reader(str(tmp_path / "nothing.nii.gz")) is None
+    assert get_reader([str(tmp_path / "notes.txt"), str(tmp_path)]) is None
+    (tmp_path / "scan.nii.gz").write_bytes(b"")
+    assert get_reader(str(tmp_path / "scan.nii.gz")) is not None
