@@ -108,6 +108,16 @@ def test_labels_writer_keeps_painted_voxels_in_place(viewer, tmp_path):
     np.testing.assert_allclose(saved.index_to_lps, volume.index_to_lps, atol=1e-4)
 
 
+def test_folder_with_two_series_gives_two_layers(viewer, tmp_path):
+    write_series(tmp_path / "a", axial_positions(3), description="T1", series_number=1)
+    write_series(tmp_path / "b", axial_positions(4, spacing=1.5), description="T2", series_number=2)
+    layers = viewer.open(str(tmp_path), plugin=PLUGIN)
+    assert [ly.name for ly in layers] == ["T1", "T2"]
+    for layer in layers:
+        volume = layer.metadata["volume"]
+        _check_layer_geometry(layer, volume, (1, 2, 3))
+
+
 def test_sample_data_opens_as_scan_and_mask(viewer):
     layers = viewer.open_sample(PLUGIN, "brain_lesion")
     assert [ly._type_string for ly in layers] == ["image", "labels"]

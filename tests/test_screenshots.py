@@ -49,3 +49,15 @@ def test_demo_command_writes_screenshot_and_results(tmp_path):
     pixels = np.asarray(Image.open(tmp_path / "demo.png"))[..., :3]
     assert pixels.shape[0] > 500 and pixels.std() > 20  # a rendered window, not a blank image
     assert 0.8 < results["lesion_volume_ml"] < 3.0
+
+
+def test_view_command_screenshots_a_real_series(shared_dicom, tmp_path):
+    from PIL import Image
+
+    from napari_mlmi_interp.cli import main
+
+    out = tmp_path / "view.png"
+    folder = shared_dicom / "dcm_qa_pdt2" / "In" / "Siemens" / "VE11"
+    assert main(["view", str(folder), "--plane", "axial", "--screenshot", str(out)]) == 0
+    pixels = np.asarray(Image.open(out))[..., :3]
+    assert pixels.std() > 20

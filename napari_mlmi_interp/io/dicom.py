@@ -174,6 +174,7 @@ def _series_facts(ds: Any) -> dict[str, Any]:
     facts["FrameOfReferenceUID"] = str(ds.get("FrameOfReferenceUID", ""))
     facts["PhotometricInterpretation"] = str(ds.get("PhotometricInterpretation", ""))
     facts["SamplesPerPixel"] = int(ds.get("SamplesPerPixel", 1) or 1)
+    facts["BitsAllocated"] = int(ds.get("BitsAllocated", 16) or 16)
     try:
         facts["TransferSyntax"] = ds.file_meta.TransferSyntaxUID.name
     except AttributeError:
@@ -373,7 +374,11 @@ def _decode(frames: list[_Frame]) -> np.ndarray:
 
     rows, cols = frames[0].rows, frames[0].cols
     rescaled = any(fr.slope != 1.0 or fr.intercept != round(fr.intercept) for fr in frames)
-    out = np.empty((len(frames), rows, cols), dtype=np.float32 if rescaled else np.float64)
+    # integers (the common case) accumulate in int64 only for 32-bit pixels, else int32
+    wide = int(frames[0].series.get("BitsAllocated", 16) or 16) > 16
+    out = np.empty(
+        (len(frames), rows, cols), dtype=np.float32 if rescaled else (np.int64 if wide else np.int32)
+    )
     cache: dict[Path, np.ndarray] = {}
     for i, fr in enumerate(frames):
         try:
@@ -389,7 +394,10 @@ def _decode(frames: list[_Frame]) -> np.ndarray:
             raise LoadError(f"pixel data cannot be decoded: {_short(exc)}", fr.path) from None
         if pixels.shape != (rows, cols):
             raise LoadError(f"pixel data has shape {pixels.shape}, the header says {rows}x{cols}", fr.path)
-        out[i] = pixels * fr.slope + fr.intercept if rescaled else pixels + fr.intercept
+        if rescaled:
+            out[i] = pixels * fr.slope + fr.intercept
+        else:
+            out[i] = pixels.astype(out.dtype) + round(fr.intercept)
     if rescaled:
         return out
     lo, hi = (out.min(), out.max()) if out.size else (0, 0)
@@ -397,7 +405,7 @@ def _decode(frames: list[_Frame]) -> np.ndarray:
         info = np.iinfo(dtype)
         if info.min <= lo and hi <= info.max:
             return out.astype(dtype)
-    return out.astype(np.float32)
+    return out
 
 
 def _short(exc: BaseException) -> str:
@@ -554,8 +562,8 @@ def _volume_from_stack(frames: list[_Frame], label: str, path: Path, notes: list
         array, geometry = _untilt(array, geometry, sheared)
     modality = series["Modality"]
     windows = [fr.window for fr in frames if fr.window]
-    uids = ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID")
-    meta = {k: v for k, v in series.items() if k not in uids}
+    internal = ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID", "BitsAllocated")
+    meta = {k: v for k, v in series.items() if k not in internal}
     meta["files"] = len({fr.path for fr in frames})
     if fr0.echo is not None:
         meta["EchoNumber"] = fr0.echo
