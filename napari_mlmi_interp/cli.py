@@ -138,6 +138,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import available_models
+
+    specs = available_models()
+    if args.json:
+        print(json.dumps([s.summary() for s in specs], indent=2))
+        return 0
+    if not specs:
+        print("no models (built-in zoo empty, no entry points)")
+    for s in specs:
+        kind = "prototype " if s.prototype else ""
+        print(f"{s.name:28s} {kind}{s.task:15s} classes: {', '.join(s.classes)}   [{s.source}]")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .models import ModelError, predict, resolve_model
+
+    volumes = load(args.scan)
+    model = resolve_model(args.model, spec=args.spec)
+    results = []
+    for v in volumes:
+        try:
+            pred = predict(v, model)
+        except ModelError as exc:
+            raise CliError(f"{v.source or args.scan}: {exc}") from None
+        entry = {"volume": v.name, "case_id": v.case_id, **pred.to_dict(), "model_sha256": model.sha256}
+        results.append(entry)
+        if not args.json:
+            print(f"{v.name}  [{model.spec.name}]")
+            if pred.probabilities is not None:
+                for c, p in zip(pred.classes, pred.probabilities, strict=True):
+                    print(f"    {c:20s} {p:.4f}{'  <- predicted' if c == pred.label else ''}")
+            else:
+                for c, ml in pred.volumes_ml.items():
+                    print(f"    {c:20s} {ml:.3f} mL")
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlmi-interp",
@@ -162,6 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help='print {"scan": PATH, "mask": PATH}')
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("models", help="list built-in and entry-point models")
+    p.add_argument(
+        "--json", action="store_true", help="print a list of {name, task, classes, prototype, ...}"
+    )
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("predict", help="run a model on SCAN: class probabilities or segmented volume in mL")
+    p.add_argument("scan")
+    p.add_argument(
+        "--model", required=True, metavar="NAME_OR_PATH", help="a model name, a spec file or a weights file"
+    )
+    p.add_argument("--spec", default=None, help="spec (YAML/JSON) for a weights file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("view", help="open PATH in napari (headless: write a screenshot)")
     p.add_argument("path")

@@ -1,0 +1,124 @@
+"""Run a model on a volume: class probabilities, or a segmentation on the native grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..io.volume import Volume
+from .loading import LoadedModel
+from .preprocessing import ModelInput, Preprocessor
+from .spec import ModelError
+
+__all__ = ["Prediction", "predict", "preprocessor_for"]
+
+
+@dataclass
+class Prediction:
+    """What a model said about a volume.
+
+    For classification: ``probabilities`` (one per class), ``predicted`` index and
+    ``label``. For segmentation: ``segmentation`` (a label Volume on the native grid) and
+    ``volumes_ml`` per foreground class.
+    """
+
+    model: str
+    task: str
+    classes: list[str]
+    probabilities: np.ndarray | None = None
+    predicted: int | None = None
+    label: str | None = None
+    segmentation: Volume | None = None
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+    model_input: ModelInput | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "task": self.task, "classes": list(self.classes)}
+        if self.probabilities is not None:
+            out["probabilities"] = {
+                c: round(float(p), 6) for c, p in zip(self.classes, self.probabilities, strict=True)
+            }
+            out["predicted"] = self.label
+        if self.task == "segmentation":
+            out["volumes_ml"] = {k: round(v, 4) for k, v in self.volumes_ml.items()}
+        return out
+
+
+def preprocessor_for(model: LoadedModel) -> Preprocessor:
+    return Preprocessor(model.spec.input, model.spec.normalization)
+
+
+def _probabilities(logits: Any) -> np.ndarray:
+    import torch
+
+    flat = logits.reshape(logits.shape[0], -1)[0]
+    if flat.numel() == 1:  # one logit: sigmoid -> [absent, present]
+        p = torch.sigmoid(flat)[0].item()
+        return np.array([1 - p, p])
+    return torch.softmax(flat, dim=0).detach().numpy().astype(np.float64)
+
+
+def predict(volume: Volume, model: LoadedModel) -> Prediction:
+    """Preprocess ``volume`` for ``model``, run it, and map the answer back.
+
+    Segmentation models with an input ``patch_size`` run as MONAI sliding windows
+    (Gaussian-weighted, 25 % overlap) over the whole model grid.
+
+    Raises
+    ------
+    ModelError
+        When the model rejects the input (wrong channels, wrong size): the message says
+        what it got and what the spec promised.
+    """
+    import torch
+
+    spec = model.spec
+    pre = preprocessor_for(model)
+    model_input = pre.forward(volume)
+    x = model_input.tensor()
+    try:
+        with torch.inference_mode():
+            if spec.task == "segmentation" and spec.input.patch_size is not None:
+                from monai.inferers import sliding_window_inference
+
+                roi = pre.to_model_axes(np.zeros(spec.input.patch_size, dtype=np.uint8)).shape
+                logits = sliding_window_inference(x, roi, 1, model.module, overlap=0.25, mode="gaussian")
+            else:
+                logits = model(x)
+    except Exception as exc:
+        raise ModelError(
+            f"model '{spec.name}' failed on an input of shape {tuple(x.shape)} "
+            f"(spec: {spec.input.channels} channel(s), size {spec.input.size or spec.input.patch_size}): "
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+        ) from None
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    if isinstance(logits, dict):
+        logits = next(iter(logits.values()))
+    out = Prediction(spec.name, spec.task, list(spec.classes), model_input=model_input)
+    if spec.task == "classification":
+        probs = _probabilities(logits)
+        if probs.size != len(spec.classes):
+            raise ModelError(f"model '{spec.name}' gave {probs.size} outputs for {len(spec.classes)} classes")
+        out.probabilities = probs
+        out.predicted = int(np.argmax(probs))
+        out.label = spec.classes[out.predicted]
+        return out
+    scores = logits[0].detach().numpy()
+    if scores.shape[0] != len(spec.classes):
+        raise ModelError(
+            f"model '{spec.name}' gave {scores.shape[0]} channels for {len(spec.classes)} classes"
+        )
+    labels = (
+        np.argmax(scores, axis=0).astype(np.uint8)
+        if scores.shape[0] > 1
+        else (scores[0] > 0).astype(np.uint8)
+    )
+    native = pre.inverse(labels, model_input, interpolation="nearest").astype(np.uint8)
+    seg = volume.with_array(native, name=f"{volume.name} · {spec.name} segmentation")
+    out.segmentation = seg
+    voxel_ml = volume.geometry.voxel_volume_ml
+    out.volumes_ml = {c: float((native == k).sum()) * voxel_ml for k, c in enumerate(spec.classes) if k > 0}
+    return out

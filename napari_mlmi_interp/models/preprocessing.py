@@ -1,0 +1,303 @@
+"""Invertible preprocessing: native scan -> model grid -> (maps) -> native scan.
+
+Every geometric step (reorient, resample to the model's spacing, crop or pad to its size)
+is a transformation of the *grid*, a :class:`~napari_mlmi_interp.io.Geometry` in LPS
+millimetres; no voxel is touched until the end. Then the scan is resampled once, in
+physical space, from its native grid onto the model grid, and any map the model grid
+produces is resampled once back onto the native grid. Because both grids are placed in
+the same LPS space, the inverse of the whole chain is exact up to interpolation: a point
+comes back where it was. Integer crops and pads and pure reorientation (axis
+permutations and flips) are exact copies, with no interpolation at all.
+
+Intensity normalisation happens on the model grid and has no inverse (it needs none:
+maps live in the model's input space, not its intensity space).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..io.volume import Geometry, Volume
+from .spec import InputSpec, ModelError, Normalization
+
+__all__ = [
+    "ModelInput",
+    "Preprocessor",
+    "antialias_sigma",
+    "crop_or_pad_grid",
+    "reorient_grid",
+    "resample_grid",
+    "resample_to_grid",
+]
+
+_LETTER = {
+    "L": np.array([1.0, 0, 0]),
+    "R": np.array([-1.0, 0, 0]),
+    "P": np.array([0, 1.0, 0]),
+    "A": np.array([0, -1.0, 0]),
+    "S": np.array([0, 0, 1.0]),
+    "I": np.array([0, 0, -1.0]),
+}
+
+
+# -- grid steps (pure geometry) -------------------------------------------------------------------
+def reorient_grid(grid: Geometry, orientation: str) -> Geometry:
+    """The same voxels with axes permuted/flipped so that x, y, z point towards ``orientation``.
+
+    ``orientation`` uses the nibabel/MONAI sense: ``"RAS"`` means the array's x axis
+    (last axis) increases towards the patient's Right, y towards Anterior, z towards
+    Superior. Voxel centres do not move; only their indexing does.
+    """
+    targets = [_LETTER[c] for c in orientation.upper()[::-1]]  # array order z, y, x
+    used: list[int] = []
+    perm, signs = [], []
+    for t in targets:
+        dots = grid.direction.T @ t  # how each source axis points along t
+        order = np.argsort(-np.abs(dots))
+        src = int(next(a for a in order if a not in used))
+        used.append(src)
+        perm.append(src)
+        signs.append(1.0 if dots[src] >= 0 else -1.0)
+    direction = grid.direction[:, perm] * np.array(signs)[None, :]
+    origin = np.asarray(grid.origin, dtype=float).copy()
+    for src, sign in zip(perm, signs, strict=True):
+        if sign < 0:  # index 0 is now the far end of that axis
+            origin += grid.direction[:, src] * grid.spacing[src] * (grid.shape[src] - 1)
+    return Geometry(
+        tuple(grid.shape[p] for p in perm),
+        tuple(grid.spacing[p] for p in perm),
+        tuple(origin),
+        direction,
+    )
+
+
+def resample_grid(grid: Geometry, spacing: tuple[float, float, float]) -> Geometry:
+    """A grid with ``spacing`` (z, y, x mm) covering the same box, centred on the same point."""
+    old_sp = np.asarray(grid.spacing)
+    new_sp = np.asarray(spacing, dtype=float)
+    shape = np.maximum(1, np.round(np.asarray(grid.shape) * old_sp / new_sp)).astype(int)
+    centre = grid.to_lps((np.asarray(grid.shape) - 1) / 2.0)
+    origin = centre - grid.direction @ (new_sp * (shape - 1) / 2.0)
+    return Geometry(tuple(shape), tuple(new_sp), tuple(origin), grid.direction)
+
+
+def crop_or_pad_grid(grid: Geometry, size: tuple[int | None, int | None, int | None]) -> Geometry:
+    """Centre crop or pad to ``size`` (None keeps an axis); an integer voxel shift, exact."""
+    shape = np.array([grid.shape[k] if size[k] is None else int(size[k]) for k in range(3)])
+    offset = (np.asarray(grid.shape) - shape) // 2  # negative: padding before
+    origin = grid.to_lps(offset.astype(float))
+    return Geometry(tuple(shape), grid.spacing, tuple(origin), grid.direction)
+
+
+# -- resampling between grids (physical space) ---------------------------------------------------
+def resample_to_grid(
+    array: np.ndarray,
+    source: Geometry,
+    target: Geometry,
+    *,
+    interpolation: str = "linear",
+    default: float = 0.0,
+    antialias: bool = True,
+) -> np.ndarray:
+    """Resample ``array`` (on ``source``) onto ``target``, matching voxels by LPS position.
+
+    Parameters
+    ----------
+    interpolation : {"linear", "nearest"}
+        Linear for images and maps, nearest for label masks.
+    default : float
+        Value outside the source grid (background).
+    antialias : bool
+        With linear interpolation, smooth the source first along the axes where the target
+        is coarser (see :func:`antialias_sigma`), so that detail finer than the target's
+        spacing is averaged, not aliased: a point keeps its centre of mass instead of
+        snapping to (or missing) the nearest target voxel.
+    """
+    if source.same_grid(target, atol_mm=1e-6):
+        return np.array(array, copy=True)
+    shift = _integer_shift(source, target)
+    if shift is not None:  # same spacing and direction, whole-voxel offset: copy, no interpolation
+        return _shifted_copy(array, shift, target.shape, default)
+    import SimpleITK as sitk
+
+    from ..io.formats import to_sitk
+
+    work = array.astype(np.float32) if interpolation == "linear" else array
+    if interpolation == "linear" and antialias:
+        sigma = antialias_sigma(source, target)
+        if np.any(sigma > 0):
+            from scipy.ndimage import gaussian_filter
+
+            work = gaussian_filter(work, sigma=sigma, mode="nearest").astype(np.float32)
+    image = to_sitk(work, source)
+    params = target.to_sitk_parameters()
+    out = sitk.Resample(
+        image,
+        tuple(int(s) for s in target.shape[::-1]),
+        sitk.Transform(),
+        sitk.sitkLinear if interpolation == "linear" else sitk.sitkNearestNeighbor,
+        params["origin"],
+        params["spacing"],
+        params["direction"],
+        float(default),
+        image.GetPixelID(),
+    )
+    return sitk.GetArrayFromImage(out)
+
+
+def antialias_sigma(source: Geometry, target: Geometry) -> np.ndarray:
+    """Gaussian sigma (source voxels, per source axis) before resampling onto ``target``.
+
+    Along each source axis the target's sampling interval is taken as the largest of its
+    spacings projected on that axis; where it exceeds the source spacing ``s``, the sigma
+    is ``sqrt(t**2 - s**2) / 2`` mm: the extra blur that a ``t``-spaced sampling needs
+    beyond what ``s`` already has (zero when upsampling).
+    """
+    overlap = np.abs(source.direction.T @ target.direction)  # [source axis, target axis]
+    t_eff = (overlap * np.asarray(target.spacing)[None, :]).max(axis=1)
+    s = np.asarray(source.spacing)
+    extra_mm = 0.5 * np.sqrt(np.clip(t_eff**2 - s**2, 0, None))
+    sigma = extra_mm / s
+    return np.where(t_eff > s * 1.01, sigma, 0.0)
+
+
+def _integer_shift(source: Geometry, target: Geometry) -> np.ndarray | None:
+    if not np.allclose(source.spacing, target.spacing, rtol=0, atol=1e-9):
+        return None
+    if not np.allclose(source.direction, target.direction, atol=1e-9):
+        return None
+    offset = source.to_index(np.asarray(target.origin))
+    rounded = np.round(offset)
+    return rounded.astype(int) if np.allclose(offset, rounded, atol=1e-6) else None
+
+
+def _shifted_copy(
+    array: np.ndarray, offset: np.ndarray, shape: tuple[int, ...], default: float
+) -> np.ndarray:
+    out = np.full(shape, default, dtype=array.dtype)
+    src = [slice(max(0, o), min(n, o + s)) for o, n, s in zip(offset, array.shape, shape, strict=True)]
+    dst = [slice(s.start - o, s.stop - o) for s, o in zip(src, offset, strict=True)]
+    if all(s.stop > s.start for s in src):
+        out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+# -- the chain ---------------------------------------------------------------------------------
+@dataclass
+class ModelInput:
+    """A scan prepared for a model.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        ``(channels, *spatial)`` float32 in the model's axis order (``zyx`` or ``xyz``).
+    grid : Geometry
+        The model grid in LPS mm, array order (z, y, x).
+    native : Geometry
+        The scan's own grid.
+    """
+
+    array: np.ndarray
+    grid: Geometry
+    native: Geometry
+    axes: str = "zyx"
+
+    def tensor(self) -> Any:
+        """``(1, C, *spatial)`` torch tensor."""
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.array))[None]
+
+
+class Preprocessor:
+    """Native volume <-> model grid, as declared by a spec's ``input`` and ``normalization``."""
+
+    def __init__(self, input_spec: InputSpec, normalization: Normalization | None = None) -> None:
+        self.input = input_spec
+        self.normalization = normalization or Normalization(kind="none")
+
+    def grid_for(self, native: Geometry) -> Geometry:
+        """The model grid for a scan on ``native``: reorient, resample, crop/pad."""
+        grid = native
+        if self.input.orientation:
+            grid = reorient_grid(grid, self.input.orientation)
+        if self.input.spacing_mm is not None:
+            grid = resample_grid(grid, self.input.spacing_mm)
+        if self.input.size is not None:
+            grid = crop_or_pad_grid(grid, self.input.size)
+        elif self.input.patch_size is not None:  # pad only where smaller than one patch
+            grid = crop_or_pad_grid(
+                grid,
+                tuple(p if n < p else None for n, p in zip(grid.shape, self.input.patch_size, strict=True)),
+            )
+        return grid
+
+    def forward(self, volume: Volume, *, grid: Geometry | None = None) -> ModelInput:
+        """Resample onto the model grid and normalise; returns the model's input."""
+        grid = grid or self.grid_for(volume.geometry)
+        background = float(volume.array.min()) if volume.array.size else 0.0
+        data = resample_to_grid(
+            volume.array, volume.geometry, grid, default=background, antialias=self.input.antialias
+        ).astype(np.float32)
+        data = normalize(data, self.normalization)
+        channels = data[None]
+        if self.input.channels != 1:
+            raise ModelError(
+                f"the model expects {self.input.channels} input channels, the scan '{volume.name}' has 1"
+            )
+        if self.input.axes == "xyz":
+            channels = np.transpose(channels, (0, 3, 2, 1))
+        return ModelInput(np.ascontiguousarray(channels), grid, volume.geometry, self.input.axes)
+
+    def forward_mask(self, mask: np.ndarray, native: Geometry, grid: Geometry) -> np.ndarray:
+        """A native-grid label mask on the model grid (nearest neighbour), array order (z, y, x)."""
+        return resample_to_grid(mask, native, grid, interpolation="nearest", default=0)
+
+    def to_model_axes(self, array: np.ndarray) -> np.ndarray:
+        """(z, y, x) spatial array -> the model's axis order."""
+        return np.transpose(array, (2, 1, 0)) if self.input.axes == "xyz" else array
+
+    def from_model_axes(self, array: np.ndarray) -> np.ndarray:
+        """The model's spatial axis order -> (z, y, x)."""
+        return np.transpose(array, (2, 1, 0)) if self.input.axes == "xyz" else array
+
+    def inverse(
+        self,
+        model_map: np.ndarray,
+        model_input: ModelInput,
+        *,
+        interpolation: str = "linear",
+        default: float = 0.0,
+    ) -> np.ndarray:
+        """A map on the model grid (spatial dims in the model's axis order) -> the native grid."""
+        spatial = self.from_model_axes(np.asarray(model_map))
+        if spatial.shape != model_input.grid.shape:
+            raise ModelError(
+                f"map shape {spatial.shape} does not match the model grid {model_input.grid.shape}"
+            )
+        return resample_to_grid(
+            spatial, model_input.grid, model_input.native, interpolation=interpolation, default=default
+        )
+
+
+def normalize(array: np.ndarray, norm: Normalization) -> np.ndarray:
+    """Apply ``norm`` to a float32 array (model grid)."""
+    a = array.astype(np.float32, copy=False)
+    if norm.kind == "none":
+        return a
+    if norm.kind == "zscore":
+        region = a[a != 0] if norm.nonzero and np.any(a != 0) else a
+        mean, sd = float(region.mean()), float(region.std())
+        out = (a - mean) / (sd if sd > 0 else 1.0)
+        if norm.nonzero:
+            out[a == 0] = 0.0
+        return out.astype(np.float32)
+    if norm.kind == "percentile":
+        lo, hi = np.percentile(a, [norm.lower, norm.upper])
+        hi = hi if hi > lo else lo + 1.0
+        return np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32)
+    lo = norm.center - norm.width / 2
+    return np.clip((a - lo) / norm.width, 0, 1).astype(np.float32)

@@ -1,0 +1,216 @@
+"""Model specs: how to load a model, what it predicts, and what input it expects.
+
+A spec is a YAML or JSON sidecar (or a :class:`ModelSpec` built in Python)::
+
+    name: my-lesion-classifier
+    task: classification            # or segmentation
+    classes: [no lesion, lesion]
+    format: state_dict              # torchscript | state_dict | auto
+    weights: classifier.pt          # relative to the spec file
+    architecture: monai:DenseNet121 # or package.module:Class
+    architecture_kwargs: {spatial_dims: 3, in_channels: 1, out_channels: 2}
+    input:
+      channels: 1
+      spacing_mm: [3.0, 3.0, 3.0]   # array order (z, y, x); omit for the native spacing
+      size: [48, 64, 48]            # fixed input (crop/pad); or patch_size for sliding windows
+      orientation: LPS              # x, y, z letters (ITK/MONAI sense); omit to keep the scan's
+      axes: zyx                     # array order the model expects: zyx (SimpleITK) or xyz (nibabel/MONAI)
+      antialias: true               # Gaussian pre-smoothing when downsampling (false: plain linear)
+    normalization: {kind: zscore, nonzero: true}   # zscore | percentile | window | none
+    cam_layers: [features.denseblock4]
+    prototype: false
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["InputSpec", "ModelError", "ModelSpec", "Normalization"]
+
+_TASKS = ("classification", "segmentation")
+_FORMATS = ("torchscript", "state_dict", "auto")
+_NORMS = ("zscore", "percentile", "window", "none")
+
+
+class ModelError(ValueError):
+    """A model or its spec cannot be used. The message says which file and why, in one sentence."""
+
+
+@dataclass
+class Normalization:
+    """Intensity normalisation applied on the model grid.
+
+    kind: ``zscore`` (mean 0, sd 1; over non-zero voxels with ``nonzero``), ``percentile``
+    (``lower``/``upper`` percentiles mapped to 0..1, clipped), ``window`` (an HU window
+    ``center``/``width`` mapped to 0..1, clipped) or ``none``.
+    """
+
+    kind: str = "zscore"
+    nonzero: bool = True
+    lower: float = 0.5
+    upper: float = 99.5
+    center: float = 40.0
+    width: float = 400.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in _NORMS:
+            raise ModelError(f"normalization kind must be one of {', '.join(_NORMS)}, got {self.kind!r}")
+        if self.kind == "percentile" and not 0 <= self.lower < self.upper <= 100:
+            raise ModelError(
+                f"percentiles must satisfy 0 <= lower < upper <= 100, got {self.lower}, {self.upper}"
+            )
+        if self.kind == "window" and self.width <= 0:
+            raise ModelError(f"window width must be positive, got {self.width}")
+
+
+@dataclass
+class InputSpec:
+    """What the network takes. Sizes and spacings are in array order ``(z, y, x)``."""
+
+    channels: int = 1
+    spacing_mm: tuple[float, float, float] | None = None
+    size: tuple[int, int, int] | None = None
+    patch_size: tuple[int, int, int] | None = None
+    orientation: str | None = None
+    axes: str = "zyx"
+    antialias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.channels < 1:
+            raise ModelError(f"input channels must be >= 1, got {self.channels}")
+        for name in ("spacing_mm", "size", "patch_size"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = tuple(value)
+            if len(value) != 3 or any(v <= 0 for v in value):
+                raise ModelError(f"input {name} must be three positive numbers (z, y, x), got {list(value)}")
+            setattr(
+                self,
+                name,
+                tuple(float(v) for v in value) if name == "spacing_mm" else tuple(int(v) for v in value),
+            )
+        if self.size is not None and self.patch_size is not None:
+            raise ModelError("give input size (fixed input) or patch_size (sliding windows), not both")
+        if self.orientation is not None:
+            o = self.orientation.upper()
+            axis_of = {"L": 0, "R": 0, "P": 1, "A": 1, "S": 2, "I": 2}
+            if len(o) != 3 or any(c not in axis_of for c in o) or sorted(axis_of[c] for c in o) != [0, 1, 2]:
+                raise ModelError(
+                    "orientation must be three letters, one of L/R, P/A and S/I each (e.g. 'RAS'), "
+                    f"got {self.orientation!r}"
+                )
+            self.orientation = o
+        if self.axes not in ("zyx", "xyz"):
+            raise ModelError(f"input axes must be 'zyx' or 'xyz', got {self.axes!r}")
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to load a model and feed it a volume."""
+
+    name: str
+    task: str
+    classes: list[str]
+    format: str = "auto"
+    weights: str | None = None
+    architecture: str | None = None
+    architecture_kwargs: dict[str, Any] = field(default_factory=dict)
+    input: InputSpec = field(default_factory=InputSpec)
+    normalization: Normalization = field(default_factory=Normalization)
+    cam_layers: list[str] = field(default_factory=list)
+    prototype: bool = False
+    prototype_metadata: str | None = None
+    description: str = ""
+    card: str | None = None
+    source: str = ""  # where the spec came from: a file, "builtin", or "entry point <name>"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ModelError("a model spec needs a name")
+        if self.task not in _TASKS:
+            raise ModelError(f"task must be 'classification' or 'segmentation', got {self.task!r}")
+        if not self.classes or not all(isinstance(c, str) for c in self.classes):
+            raise ModelError(f"classes must be a non-empty list of names, got {self.classes!r}")
+        if self.format not in _FORMATS:
+            raise ModelError(f"format must be one of {', '.join(_FORMATS)}, got {self.format!r}")
+        if isinstance(self.input, dict):
+            self.input = InputSpec(**self.input)
+        if isinstance(self.normalization, dict):
+            self.normalization = Normalization(**self.normalization)
+        self.classes = list(self.classes)
+
+    # -- files ------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(
+        cls, data: dict[str, Any], *, base: str | os.PathLike[str] | None = None, source: str = ""
+    ) -> ModelSpec:
+        """Build a spec from a mapping; relative ``weights``/``card`` paths resolve against ``base``."""
+        if not isinstance(data, dict):
+            raise ModelError(f"a model spec must be a mapping of fields, got {type(data).__name__}")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(f"unknown spec field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+        data = dict(data)
+        try:
+            data["input"] = InputSpec(**(data.get("input") or {}))
+            data["normalization"] = Normalization(**(data.get("normalization") or {}))
+        except TypeError as exc:
+            raise ModelError(f"invalid spec: {exc}") from None
+        if base is not None:
+            for key in ("weights", "card", "prototype_metadata"):
+                if data.get(key) and not Path(data[key]).is_absolute():
+                    data[key] = str(Path(base) / data[key])
+        data.setdefault("source", source)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ModelError(f"invalid spec: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ModelSpec:
+        """Read a YAML (``.yaml``/``.yml``) or JSON spec file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such spec file")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:
+            raise ModelError(
+                f"{path}: not a valid {path.suffix.lstrip('.').upper() or 'spec'} file ({exc})"
+            ) from None
+        try:
+            return cls.from_dict(data, base=path.parent, source=str(path))
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (round-trips through :meth:`from_dict`)."""
+        out = asdict(self)
+        for key in ("spacing_mm", "size", "patch_size"):
+            if out["input"][key] is not None:
+                out["input"][key] = list(out["input"][key])
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The fields ``mlmi-interp models --json`` prints."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "classes": list(self.classes),
+            "prototype": bool(self.prototype),
+            "format": self.format,
+            "source": self.source,
+            "description": self.description,
+        }
