@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["sample_brain"]
+__all__ = ["sample_brain", "shortcut_case"]
 
 
 def sample_brain() -> list[tuple]:
@@ -15,3 +15,16 @@ def sample_brain() -> list[tuple]:
         volume_layer_data(sample.scan),
         volume_layer_data(sample.mask, layer_type="labels", opacity=0.4),
     ]
+
+
+def shortcut_case() -> list[tuple]:
+    """Layers: a synthetic brain with a lesion and a burned-in tag, and the lesion mask."""
+    from .overlays import volume_layer_data
+    from .synthetic import make_shortcut_case
+
+    case = make_shortcut_case()
+    scan = case.scan
+    scan.name = "shortcut case (tagged)"
+    mask = case.mask
+    mask.name = "shortcut case lesion mask"
+    return [volume_layer_data(scan), volume_layer_data(mask, layer_type="labels", opacity=0.4)]

@@ -76,7 +76,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from .sample import write_sample
 
-    paths = write_sample(args.out_dir, seed=args.seed)
+    if args.shortcut:
+        from .synthetic import make_shortcut_case
+
+        case = make_shortcut_case()
+        out = Path(args.out_dir)
+        paths = {
+            "scan": str(save(case.scan, out / "shortcut_case.nii.gz")),
+            "mask": str(save(case.mask, out / "shortcut_case_lesion_mask.nii.gz")),
+        }
+    else:
+        paths = write_sample(args.out_dir, seed=args.seed)
     if args.json:
         print(json.dumps(paths))
     else:
@@ -201,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="write the sample brain scan and its lesion mask as NIfTI")
     p.add_argument("out_dir")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--shortcut", action="store_true", help="the shortcut case (lesion + burned-in tag) instead"
+    )
     p.add_argument("--json", action="store_true", help='print {"scan": PATH, "mask": PATH}')
     p.set_defaults(func=cmd_sample)
 

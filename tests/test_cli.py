@@ -84,3 +84,19 @@ def test_bad_input_is_one_line_on_stderr_without_traceback(tmp_path, make, expec
 def test_debug_flag_shows_the_traceback(tmp_path):
     proc = run_cli("--debug", "info", str(tmp_path / "missing"))
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_sample_shortcut_json(tmp_path, capsys):
+    assert main(["sample", str(tmp_path), "--shortcut", "--json"]) == 0
+    paths = json.loads(capsys.readouterr().out)
+    (scan,) = load(paths["scan"])
+    (mask,) = load(paths["mask"])
+    assert mask.array.max() == 1 and scan.geometry.same_grid(mask.geometry)
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models", "--json"]) == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert {"lesion-classifier", "lesion-protonet", "lesion-segmenter", "shortcut-classifier"} <= set(listed)
+    assert listed["lesion-protonet"]["prototype"] is True
+    assert listed["lesion-segmenter"]["task"] == "segmentation"

@@ -118,12 +118,15 @@ def test_folder_with_two_series_gives_two_layers(viewer, tmp_path):
         _check_layer_geometry(layer, volume, (1, 2, 3))
 
 
-def test_sample_data_opens_as_scan_and_mask(viewer):
-    layers = viewer.open_sample(PLUGIN, "brain_lesion")
+@pytest.mark.parametrize("key", ["brain_lesion", "shortcut_case"])
+def test_sample_data_opens_as_scan_and_mask(viewer, key):
+    layers = viewer.open_sample(PLUGIN, key)
     assert [ly._type_string for ly in layers] == ["image", "labels"]
     scan, mask = layers
     np.testing.assert_allclose(scan.affine.affine_matrix, mask.affine.affine_matrix)
     assert mask.data.max() == 1 and scan.data.shape == mask.data.shape
+    # the lesion mask lies where the scan is bright (same grid, same place)
+    assert scan.data[mask.data > 0].mean() > np.percentile(scan.data, 90)
 
 
 @pytest.mark.parametrize(

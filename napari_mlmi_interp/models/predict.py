@@ -60,8 +60,11 @@ def _probabilities(logits: Any) -> np.ndarray:
     return torch.softmax(flat, dim=0).detach().numpy().astype(np.float64)
 
 
-def predict(volume: Volume, model: LoadedModel) -> Prediction:
+def predict(volume: Volume, model: LoadedModel, *, model_input: ModelInput | None = None) -> Prediction:
     """Preprocess ``volume`` for ``model``, run it, and map the answer back.
+
+    ``model_input`` reuses a preparation of the same volume by another model whose spec has
+    the same ``input`` and ``normalization`` (checked), saving the resampling.
 
     Segmentation models with an input ``patch_size`` run as MONAI sliding windows
     (Gaussian-weighted, 25 % overlap) over the whole model grid.
@@ -76,7 +79,16 @@ def predict(volume: Volume, model: LoadedModel) -> Prediction:
 
     spec = model.spec
     pre = preprocessor_for(model)
-    model_input = pre.forward(volume)
+    if (
+        model_input is None
+        or model_input.native is not volume.geometry
+        or model_input.spec
+        != (
+            spec.input,
+            spec.normalization,
+        )
+    ):
+        model_input = pre.forward(volume)
     x = model_input.tensor()
     try:
         with torch.inference_mode():

@@ -204,6 +204,7 @@ class ModelInput:
     grid: Geometry
     native: Geometry
     axes: str = "zyx"
+    spec: tuple[InputSpec, Normalization] | None = None  # what produced it (reuse check)
 
     def tensor(self) -> Any:
         """``(1, C, *spatial)`` torch tensor."""
@@ -250,7 +251,13 @@ class Preprocessor:
             )
         if self.input.axes == "xyz":
             channels = np.transpose(channels, (0, 3, 2, 1))
-        return ModelInput(np.ascontiguousarray(channels), grid, volume.geometry, self.input.axes)
+        return ModelInput(
+            np.ascontiguousarray(channels),
+            grid,
+            volume.geometry,
+            self.input.axes,
+            (self.input, self.normalization),
+        )
 
     def forward_mask(self, mask: np.ndarray, native: Geometry, grid: Geometry) -> np.ndarray:
         """A native-grid label mask on the model grid (nearest neighbour), array order (z, y, x)."""

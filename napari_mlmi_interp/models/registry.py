@@ -11,6 +11,7 @@ that package), or a ``(ModelSpec, torch.nn.Module)`` pair for a model built in c
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from importlib import metadata, resources
@@ -35,8 +36,13 @@ def builtin_models() -> list[ModelSpec]:
     folder = zoo_dir()
     specs = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        spec = ModelSpec.from_file(path)
-        spec.source = "builtin"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not (isinstance(data, dict) and "task" in data and "name" in data):
+            continue  # metrics, prototype metadata
+        spec = ModelSpec.from_dict(data, base=path.parent, source="builtin")
         specs.append(spec)
     return specs
 
