@@ -189,6 +189,77 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .explain import list_methods
+
+    methods = list_methods()
+    if args.json:
+        print(json.dumps([m.summary() for m in methods], indent=2))
+        return 0
+    for m in methods:
+        sign = "signed" if m.signed else "positive"
+        print(f"{m.name:22s} {m.family:17s} {sign:9s} {', '.join(m.elements)}")
+    return 0
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--param must be NAME=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+    from .models import resolve_model
+
+    volumes = load(args.scan)
+    if len(volumes) > 1:
+        print(
+            f"mlmi-interp: {len(volumes)} volumes found; explaining the first, '{volumes[0].name}'",
+            file=sys.stderr,
+        )
+    volume = volumes[0]
+    model = resolve_model(args.model, spec=args.spec)
+    roi = None
+    if args.roi:
+        (roi_volume,) = load(args.roi)[:1]
+        if not roi_volume.geometry.same_grid(volume.geometry, atol_mm=1e-3):
+            raise CliError(f"{args.roi}: the ROI mask is not on the scan's grid (shape or position differs)")
+        roi = roi_volume.array
+    target: int | str | None = args.target
+    result = explain(volume, model, args.method, target=target, roi=roi, params=_parse_params(args.param))
+    out = Path(args.out)
+    stem = _safe_name(f"{volume.name}_{model.spec.name}_{result.method}_{result.target['name']}")
+    map_path = save(result.native, out / f"{stem}.nii.gz")
+    provenance = {**result.summary(), "scan": str(args.scan), "map": str(map_path)}
+    prov_path = out / f"{stem}.json"
+    prov_path.write_text(json.dumps(provenance, indent=2))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "map": str(map_path),
+                    "provenance": str(prov_path),
+                    "prediction": result.prediction.to_dict(),
+                    "peak_lps_mm": provenance["peak_lps_mm"],
+                }
+            )
+        )
+    else:
+        print(f"map:        {map_path}")
+        print(f"provenance: {prov_path}")
+        print(f"prediction: {result.prediction.label or result.prediction.volumes_ml}")
+        print(f"peak (LPS mm): {provenance['peak_lps_mm']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlmi-interp",
@@ -231,6 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None, help="spec (YAML/JSON) for a weights file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("methods", help="list attribution methods (family, elements served, signedness)")
+    p.add_argument(
+        "--json", action="store_true", help="print a list of {name, family, elements, signed, ...}"
+    )
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser(
+        "explain", help="attribution map of a model's decision on SCAN, in the scan's geometry"
+    )
+    p.add_argument("scan")
+    p.add_argument("--model", required=True, metavar="NAME_OR_PATH")
+    p.add_argument("--spec", default=None)
+    p.add_argument("--method", required=True)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--target", default=None, help="class name or index (default: the predicted class)")
+    group.add_argument(
+        "--roi", default=None, metavar="MASK", help="segmentation: explain the class inside MASK"
+    )
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("view", help="open PATH in napari (headless: write a screenshot)")
     p.add_argument("path")

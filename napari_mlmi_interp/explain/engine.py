@@ -1,0 +1,310 @@
+"""explain(): any model + any volume -> an attribution map on the model grid and the native grid.
+
+Progress and cancel work from any thread without touching Captum: the model is wrapped
+in a module that counts the samples passing through ``forward`` (Captum batches them),
+reports ``progress(done, total)`` with the total from the method's cost model, and raises
+:class:`Cancelled` at the next batch once the token is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..io.volume import Geometry, Volume
+from ..models.loading import LoadedModel
+from ..models.predict import Prediction, predict, preprocessor_for
+from ..models.preprocessing import ModelInput
+from .methods import Method, get_method
+
+__all__ = ["CancelToken", "Cancelled", "Explanation", "explain"]
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class Cancelled(Exception):
+    """Raised inside the model's forward when the run is cancelled."""
+
+
+class CancelToken:
+    """Thread-safe cancel flag: ``token.cancel()`` from the GUI thread stops the run."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+def _observed(module: Any, total: int, progress: ProgressCallback | None, cancel: CancelToken | None) -> Any:
+    import torch
+
+    class Observed(torch.nn.Module):
+        """The model, counting samples; numerically identical to it."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+            self.done = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled")
+            out = self.inner(x)
+            self.done += int(x.shape[0])
+            if progress is not None:
+                progress(min(self.done, total), total)
+            return out
+
+    return Observed(module)
+
+
+class _RoiScore:
+    """Segmentation target: the sum (or mean) of one class's logits inside a model-grid mask."""
+
+    def __new__(cls, module: Any, mask: np.ndarray, class_index: int, reduce: str) -> Any:
+        import torch
+
+        weight = torch.from_numpy(mask.astype(np.float32))[None]
+        if reduce == "mean":
+            weight = weight / max(1.0, float(weight.sum()))
+
+        class RoiScore(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = module
+                self.register_buffer("weight", weight)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                logits = self.inner(x)
+                return (logits[:, class_index] * self.weight).flatten(1).sum(dim=1, keepdim=True)
+
+        return RoiScore()
+
+
+@dataclass
+class Explanation:
+    """An attribution map with everything needed to show, score, export and reproduce it.
+
+    Attributes
+    ----------
+    model_map : numpy.ndarray
+        ``(z, y, x)`` float32 on the model grid (channels summed).
+    model_grid : Geometry
+        Where ``model_map`` lies, in LPS mm.
+    native : Volume
+        The map on the scan's own grid (same geometry as the scan).
+    """
+
+    method: str
+    params: dict[str, Any]
+    target: dict[str, Any]
+    signed: bool
+    model_map: np.ndarray
+    model_grid: Geometry
+    native: Volume
+    prediction: Prediction
+    timings: dict[str, float] = field(default_factory=dict)
+    convergence_delta: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def peak_lps(self) -> np.ndarray:
+        """LPS mm of the native map's strongest voxel (largest value; largest |value| if signed)."""
+        a = np.abs(self.native.array) if self.signed else self.native.array
+        return self.native.geometry.to_lps(np.unravel_index(int(np.argmax(a)), a.shape))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "params": self.params,
+            "target": self.target,
+            "signed": self.signed,
+            "peak_lps_mm": [round(float(v), 3) for v in self.peak_lps()],
+            "prediction": self.prediction.to_dict(),
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "convergence_delta": self.convergence_delta,
+            "provenance": self.provenance,
+        }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("napari-mlmi-interp", "torch", "captum", "monai", "SimpleITK"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def resolve_params(method: Method, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The method's defaults updated with ``params``; unknown names are an error."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(method.params))
+    if unknown:
+        raise ValueError(
+            f"{method.name} has no parameter {', '.join(unknown)}; its parameters: "
+            f"{', '.join(method.params) or 'none'}"
+        )
+    return {**method.params, **params}
+
+
+def explain(
+    volume: Volume,
+    model: LoadedModel,
+    method: str,
+    *,
+    target: int | str | None = None,
+    roi: np.ndarray | Volume | None = None,
+    roi_reduce: str = "sum",
+    params: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    model_input: ModelInput | None = None,
+) -> Explanation:
+    """Attribute ``model``'s decision on ``volume`` with ``method``.
+
+    Parameters
+    ----------
+    target : int or str, optional
+        Classification: a class index or name (default: the predicted class).
+        Segmentation: the class whose logits are summed in the ROI (default 1).
+    roi : array or Volume, optional
+        Segmentation only: a native-grid mask (default: the model's own prediction of the
+        target class). Mapped onto the model grid by nearest neighbour.
+    progress : callable, optional
+        ``progress(done, total)`` in samples through the model; from the calling thread.
+    cancel : CancelToken, optional
+        Set it from any thread to stop within one batch (:class:`Cancelled` is raised).
+
+    Raises
+    ------
+    ValueError
+        Unknown method, parameter, class name, or a layer method on a model without
+        ``cam_layers``.
+    Cancelled
+        When the token was set.
+    """
+    import torch
+
+    spec = model.spec
+    m = get_method(method)
+    p = resolve_params(m, params)
+    t0 = time.perf_counter()
+    pre = preprocessor_for(model)
+    mi = model_input if model_input is not None else pre.forward(volume)
+    t_pre = time.perf_counter()
+    prediction = predict(volume, model, model_input=mi)
+    t_pred = time.perf_counter()
+
+    module = model.module
+    if spec.task == "classification":
+        index = _class_index(target, spec.classes, default=prediction.predicted)
+        tgt = {"kind": "class", "index": index, "name": spec.classes[index]}
+        scored, target_index = module, index
+    else:
+        index = _class_index(target, spec.classes, default=1 if len(spec.classes) > 1 else 0)
+        if roi is None:
+            native_mask = (prediction.segmentation.array == index).astype(np.uint8)
+            source = "model prediction"
+        else:
+            native_mask = np.asarray(roi.array if isinstance(roi, Volume) else roi)
+            source = "given mask"
+            if native_mask.shape != volume.shape:
+                raise ValueError(f"roi shape {native_mask.shape} does not match the scan {volume.shape}")
+        grid_mask = pre.to_model_axes(
+            pre.forward_mask((native_mask > 0).astype(np.uint8), volume.geometry, mi.grid)
+        )
+        if not grid_mask.any():
+            raise ValueError(f"the ROI ({source}) is empty on the model grid: nothing to explain")
+        tgt = {
+            "kind": "roi",
+            "class_index": index,
+            "name": spec.classes[index],
+            "roi": source,
+            "reduce": roi_reduce,
+            "roi_voxels": int(grid_mask.sum()),
+        }
+        scored, target_index = _RoiScore(module, grid_mask, index, roi_reduce), 0
+
+    layer = None
+    if m.needs_layer:
+        if not spec.cam_layers:
+            raise ValueError(f"{m.title} needs a layer: the spec of '{spec.name}' lists no cam_layers")
+        layers = dict(module.named_modules())
+        if spec.cam_layers[0] not in layers:
+            raise ValueError(
+                f"model '{spec.name}' has no layer {spec.cam_layers[0]!r} (from its spec's cam_layers)"
+            )
+        layer = layers[spec.cam_layers[0]]
+
+    from .captum_run import attribute
+
+    total = max(1, m.cost(p, tuple(mi.array.shape[1:]))[0])
+    observed = _observed(scored, total, progress, cancel)
+    x = mi.tensor()
+    with torch.enable_grad():
+        attr, delta = attribute(m, observed, x, target_index, p, layer)
+    if progress is not None:
+        progress(total, total)
+    t_attr = time.perf_counter()
+
+    model_axes_map = attr[0].sum(dim=0).numpy().astype(np.float32)
+    native = pre.inverse(model_axes_map, mi)
+    t_inv = time.perf_counter()
+    name = f"{volume.name} · {m.title} · {tgt['name']}"
+    native_volume = volume.with_array(native.astype(np.float32), name=name)
+    native_volume.units = "attribution"
+    return Explanation(
+        method=m.name,
+        params=p,
+        target=tgt,
+        signed=m.signed,
+        model_map=pre.from_model_axes(model_axes_map),
+        model_grid=mi.grid,
+        native=native_volume,
+        prediction=prediction,
+        timings={
+            "preprocess": t_pre - t0,
+            "predict": t_pred - t_pre,
+            "attribute": t_attr - t_pred,
+            "inverse_map": t_inv - t_attr,
+            "total": t_inv - t0,
+        },
+        convergence_delta=delta,
+        provenance={
+            "versions": _versions(),
+            "model": model.provenance(),
+            "input_sha256": hashlib.sha256(np.ascontiguousarray(volume.array).tobytes()).hexdigest(),
+            "model_input_sha256": hashlib.sha256(mi.array.tobytes()).hexdigest(),
+            "case_id": volume.case_id,
+            "forward_samples": int(getattr(observed, "done", 0)),
+        },
+    )
+
+
+def _class_index(target: int | str | None, classes: list[str], *, default: int | None) -> int:
+    if target is None:
+        if default is None:
+            raise ValueError("a target class is needed")
+        return int(default)
+    if isinstance(target, str) and not target.lstrip("-").isdigit():
+        if target not in classes:
+            raise ValueError(f"target must be one of the classes {classes}, got {target!r}")
+        return classes.index(target)
+    index = int(target)
+    if not 0 <= index < len(classes):
+        raise ValueError(f"target index must be in 0..{len(classes) - 1}, got {index}")
+    return index

@@ -1,0 +1,331 @@
+"""Attributions: identical to bare Captum, mapped to the right place, cancellable, reported."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ca = pytest.importorskip("captum.attr")
+
+from napari_mlmi_interp.explain import METHODS, Cancelled, CancelToken, explain, get_method  # noqa: E402
+from napari_mlmi_interp.explain.captum_run import supervoxels  # noqa: E402
+from napari_mlmi_interp.io import Geometry, Volume  # noqa: E402
+from napari_mlmi_interp.models import ModelSpec, load_model  # noqa: E402
+
+AXIAL = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=float)
+
+
+class SmallCNN(torch.nn.Module):
+    """ReLU modules (for guided backprop / DeepLIFT) and a named layer (for CAM methods)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv3d(1, 4, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool3d(2),
+            torch.nn.Conv3d(4, 6, 3, padding=1),
+            torch.nn.ReLU(),
+        )
+        self.head = torch.nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(self.features(x).amax(dim=(2, 3, 4)))
+
+
+def _identity_spec(**kw):
+    return ModelSpec.from_dict(
+        {
+            "name": "small",
+            "task": "classification",
+            "classes": ["a", "b"],
+            "normalization": {"kind": "none"},
+            "cam_layers": ["features.4"],
+            **kw,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    net = SmallCNN().eval()
+    model = load_model(_identity_spec(), module=net)
+    rng = np.random.default_rng(0)
+    vol = Volume(
+        rng.normal(size=(12, 14, 16)).astype(np.float32), Geometry((12, 14, 16), (1, 1, 1), (0, 0, 0))
+    )
+    return model, vol
+
+
+FAST = {
+    "integrated_gradients": {"n_steps": 6, "internal_batch_size": 4},
+    "smoothgrad": {"nt_samples": 4, "nt_samples_batch_size": 2},
+    "gradient_shap": {"n_samples": 4},
+    "occlusion": {"window": 4, "stride": 4, "perturbations_per_eval": 4},
+    "feature_ablation": {"n_segments": 12},
+}
+
+
+def _bare_captum(name, net, x, target, p):
+    """The same attribution, called on Captum directly."""
+    layer = net.features[4]
+    if name == "saliency":
+        return ca.Saliency(net).attribute(x, target=target, abs=p["abs"])
+    if name == "input_x_gradient":
+        return ca.InputXGradient(net).attribute(x, target=target)
+    if name == "integrated_gradients":
+        return ca.IntegratedGradients(net).attribute(
+            x,
+            baselines=torch.zeros_like(x),
+            target=target,
+            n_steps=p["n_steps"],
+            method=p["method"],
+            internal_batch_size=p["internal_batch_size"],
+        )
+    if name == "smoothgrad":
+        sigma = p["stdevs"] * float(x.max() - x.min())
+        return ca.NoiseTunnel(ca.Saliency(net)).attribute(
+            x,
+            nt_type="smoothgrad",
+            nt_samples=p["nt_samples"],
+            nt_samples_batch_size=p["nt_samples_batch_size"],
+            stdevs=sigma,
+            target=target,
+        )
+    if name == "gradient_shap":
+        return ca.GradientShap(net).attribute(
+            x,
+            baselines=torch.cat([torch.zeros_like(x), x]),
+            n_samples=p["n_samples"],
+            stdevs=p["stdevs"],
+            target=target,
+        )
+    if name == "deeplift":
+        return ca.DeepLift(net).attribute(x, baselines=torch.zeros_like(x), target=target)
+    if name == "guided_backprop":
+        return ca.GuidedBackprop(net).attribute(x, target=target)
+    if name == "deconvolution":
+        return ca.Deconvolution(net).attribute(x, target=target)
+    if name == "gradcam":
+        cam = ca.LayerGradCam(net, layer).attribute(x, target=target, relu_attributions=True)
+        return ca.LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="trilinear")
+    if name == "guided_gradcam":
+        return ca.GuidedGradCam(net, layer).attribute(x, target=target, interpolate_mode="trilinear")
+    if name == "gradcam_pp":
+        from napari_mlmi_interp.explain.captum_run import gradcam_pp
+
+        return ca.LayerAttribution.interpolate(
+            gradcam_pp(net, layer, x, target), tuple(x.shape[2:]), "trilinear"
+        )
+    if name == "occlusion":
+        w, s = p["window"], p["stride"]
+        return ca.Occlusion(net).attribute(
+            x,
+            sliding_window_shapes=(1, w, w, w),
+            strides=(1, s, s, s),
+            baselines=0.0,
+            target=target,
+            perturbations_per_eval=p["perturbations_per_eval"],
+        )
+    if name == "feature_ablation":
+        mask = supervoxels(x, p["n_segments"], p["compactness"])
+        return ca.FeatureAblation(net).attribute(
+            x,
+            baselines=0.0,
+            target=target,
+            feature_mask=mask,
+            perturbations_per_eval=p["perturbations_per_eval"],
+        )
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_model_grid_map_equals_bare_captum(small, name):
+    model, vol = small
+    params = FAST.get(name, {})
+    result = explain(vol, model, name, target=1, params=params)
+    p = {**get_method(name).params, **params}
+    x = torch.from_numpy(vol.array)[None, None]
+    if "seed" in p:  # Captum's noise and random baselines come from torch's and numpy's RNGs
+        torch.manual_seed(p["seed"])
+        np.random.seed(p["seed"])  # noqa: NPY002 - Captum reads the global numpy RNG
+    expected = _bare_captum(name, model.module, x, 1, p).detach()[0].sum(0).numpy()
+    np.testing.assert_allclose(
+        result.model_map, expected, rtol=1e-5, atol=1e-7 * max(1e-12, np.abs(expected).max())
+    )
+    # identity preprocessing: the native map is the model-grid map, in the scan's geometry
+    assert result.native.geometry is vol.geometry
+    np.testing.assert_allclose(result.native.array, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    assert result.signed == get_method(name).signed
+
+
+def test_gradcam_equals_monai_raw_map():
+    from monai.visualize import GradCAM
+
+    from napari_mlmi_interp.models import builtin_models
+    from napari_mlmi_interp.sample import make_sample
+
+    spec = next(s for s in builtin_models() if s.name == "lesion-classifier")
+    model = load_model(spec)
+    result = explain(make_sample().scan, model, "gradcam", target="lesion")
+    x = torch.from_numpy(np.ascontiguousarray(result.prediction.model_input.array))[None]
+    layer = dict(model.module.named_modules())["features.3"]
+    captum_map = ca.LayerGradCam(model.module, layer).attribute(x, target=1, relu_attributions=True)
+    monai_map = GradCAM(nn_module=model.module, target_layers="features.3").compute_map(x, class_idx=1)
+    np.testing.assert_allclose(captum_map.detach().numpy(), monai_map.detach().numpy(), rtol=1e-5, atol=1e-8)
+    assert float(monai_map.max()) > 0
+
+
+class BlobModel(torch.nn.Module):
+    """Score = input weighted by a Gaussian blob at a known model-grid voxel: saliency = blob."""
+
+    def __init__(self, shape, centre):
+        super().__init__()
+        grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+        blob = np.exp(-((grid - np.asarray(centre)) ** 2).sum(-1) / (2 * 1.2**2))
+        self.register_buffer("w", torch.from_numpy(blob.astype(np.float32)))
+
+    def forward(self, x):
+        s = (x[:, 0] * self.w).flatten(1).sum(1, keepdim=True)
+        return torch.cat([-s, s], dim=1)
+
+
+def test_native_map_peaks_at_the_physical_point_on_an_oblique_anisotropic_scan():
+    a = np.radians(20.0)
+    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]]) @ AXIAL
+    native = Geometry((30, 60, 52), (4.0, 0.9, 1.1), (-20.0, -25.0, 5.0), rot)
+    spec = _identity_spec(input={"spacing_mm": [2.0, 2.0, 2.0], "size": [32, 32, 32], "orientation": "RAS"})
+    from napari_mlmi_interp.models import Preprocessor
+
+    grid = Preprocessor(spec.input).grid_for(native)
+    centre = (18, 13, 15)
+    model = load_model(spec, module=BlobModel(grid.shape, centre))
+    vol = Volume(np.ones(native.shape, np.float32), native)
+    result = explain(vol, model, "saliency", target=1)
+    assert result.model_grid.same_grid(grid)
+    expected = grid.to_lps(centre)
+    error = np.linalg.norm(result.peak_lps() - expected)
+    assert error <= max(native.spacing), f"peak {error:.2f} mm from the responsive point"
+
+
+def test_cancel_mid_integrated_gradients_returns_within_two_seconds(small):
+    model, vol = small
+    token, seen, state = CancelToken(), [], {}
+
+    def progress(done, total):
+        seen.append((done, total))
+        if done >= 4 and "cancelled_at" not in state:
+            state["cancelled_at"] = time.perf_counter()
+            token.cancel()
+
+    def run():
+        try:
+            explain(
+                vol,
+                model,
+                "integrated_gradients",
+                params={"n_steps": 4000, "internal_batch_size": 2},
+                progress=progress,
+                cancel=token,
+            )
+        except Cancelled:
+            state["stopped_at"] = time.perf_counter()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    assert "stopped_at" in state, "the run was not cancelled"
+    assert state["stopped_at"] - state["cancelled_at"] < 2.0
+    assert seen[-1][0] < 4002  # it stopped long before the end
+
+
+def test_progress_is_monotonic_and_reaches_the_total(small):
+    model, vol = small
+    seen = []
+    explain(vol, model, "occlusion", params=FAST["occlusion"], progress=lambda d, t: seen.append((d, t)))
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == seen[-1][1] and len(seen) > 3
+
+
+def test_clear_errors(small):
+    model, vol = small
+    with pytest.raises(ValueError, match="integrated_gradients has no parameter n_stpes"):
+        explain(vol, model, "integrated_gradients", params={"n_stpes": 3})
+    with pytest.raises(ValueError, match="target must be one of the classes"):
+        explain(vol, model, "saliency", target="lesion")
+    bare = load_model(
+        ModelSpec.from_dict(
+            {
+                "name": "nocam",
+                "task": "classification",
+                "classes": ["a", "b"],
+                "normalization": {"kind": "none"},
+            }
+        ),
+        module=SmallCNN().eval(),
+    )
+    with pytest.raises(ValueError, match="Grad-CAM needs a layer: the spec of 'nocam' lists no cam_layers"):
+        explain(vol, bare, "gradcam")
+
+
+def test_segmentation_roi_target_explains_the_logits_inside_the_mask():
+    class Seg(torch.nn.Module):
+        def forward(self, x):  # class-1 logit at each voxel = the voxel's value
+            return torch.cat([torch.zeros_like(x), x], dim=1)
+
+    spec = ModelSpec.from_dict(
+        {"name": "seg", "task": "segmentation", "classes": ["bg", "fg"], "normalization": {"kind": "none"}}
+    )
+    model = load_model(spec, module=Seg())
+    g = Geometry((10, 10, 10), (1, 1, 1), (0, 0, 0))
+    vol = Volume(np.random.default_rng(0).normal(size=(10, 10, 10)).astype(np.float32), g)
+    roi = np.zeros((10, 10, 10), np.uint8)
+    roi[2:5, 3:6, 4:8] = 1
+    result = explain(vol, model, "saliency", roi=roi)
+    assert result.target["kind"] == "roi" and result.target["roi_voxels"] == roi.sum()
+    # d(sum of logits in ROI)/d(input) is 1 inside the ROI and 0 outside
+    np.testing.assert_array_equal(result.native.array > 0.5, roi > 0)
+
+
+def test_methods_and_explain_cli(tmp_path, capsys):
+    from napari_mlmi_interp.cli import main
+    from napari_mlmi_interp.io import load
+    from napari_mlmi_interp.sample import write_sample
+
+    assert main(["methods", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {m["name"] for m in listed} == set(METHODS)
+    assert all({"name", "family", "elements", "signed"} <= set(m) for m in listed)
+    paths = write_sample(tmp_path)
+    assert (
+        main(
+            [
+                "explain",
+                paths["scan"],
+                "--model",
+                "lesion-classifier",
+                "--method",
+                "gradcam",
+                "--out",
+                str(tmp_path / "out"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    (heat,) = load(out["map"])
+    (scan,) = load(paths["scan"])
+    assert heat.shape == scan.shape
+    np.testing.assert_allclose(heat.index_to_lps, scan.index_to_lps, atol=1e-4)
+    from pathlib import Path
+
+    prov = json.loads(Path(out["provenance"]).read_text())
+    assert prov["method"] == "gradcam" and len(prov["provenance"]["model"]["sha256"]) == 64
+    assert out["prediction"]["predicted"] == "lesion"
