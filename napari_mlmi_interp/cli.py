@@ -234,7 +234,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
             raise CliError(f"{args.roi}: the ROI mask is not on the scan's grid (shape or position differs)")
         roi = roi_volume.array
     target: int | str | None = args.target
-    result = explain(volume, model, args.method, target=target, roi=roi, params=_parse_params(args.param))
+    cache = None
+    if args.cache:
+        from .explain import ResultCache
+
+        cache = ResultCache(args.cache)
+    result = explain(
+        volume, model, args.method, target=target, roi=roi, params=_parse_params(args.param), cache=cache
+    )
     out = Path(args.out)
     stem = _safe_name(f"{volume.name}_{model.spec.name}_{result.method}_{result.target['name']}")
     map_path = save(result.native, out / f"{stem}.nii.gz")
@@ -323,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--cache", metavar="DIR", default=None, help="reuse and store results in this cache folder"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 

@@ -329,3 +329,82 @@ def test_methods_and_explain_cli(tmp_path, capsys):
     prov = json.loads(Path(out["provenance"]).read_text())
     assert prov["method"] == "gradcam" and len(prov["provenance"]["model"]["sha256"]) == 64
     assert out["prediction"]["predicted"] == "lesion"
+
+
+# -- cache ------------------------------------------------------------------------------------------
+class CountingCNN(SmallCNN):
+    calls = 0
+
+    def forward(self, x):
+        CountingCNN.calls += 1
+        return super().forward(x)
+
+
+def test_second_identical_call_is_a_cache_hit_without_running_the_model(tmp_path, small):
+    from napari_mlmi_interp.explain import ResultCache
+
+    _, vol = small
+    torch.manual_seed(0)
+    model = load_model(_identity_spec(), module=CountingCNN().eval())
+    cache = ResultCache(tmp_path / "cache")
+    first = explain(vol, model, "integrated_gradients", params={"n_steps": 6}, cache=cache)
+    calls = CountingCNN.calls
+    assert calls > 0 and len(cache.entries()) == 1
+    second = explain(vol, model, "integrated_gradients", params={"n_steps": 6}, cache=cache)
+    assert CountingCNN.calls == calls, "the model ran on a cache hit"
+    assert second.provenance["cache"] == "hit" and cache.hits == 1
+    np.testing.assert_array_equal(second.native.array, first.native.array)
+    np.testing.assert_array_equal(second.model_map, first.model_map)
+    assert second.prediction.label == first.prediction.label and second.target == first.target
+    assert second.native.geometry is vol.geometry
+    # anything that changes the map changes the key
+    explain(vol, model, "integrated_gradients", params={"n_steps": 7}, cache=cache)
+    explain(vol, model, "integrated_gradients", params={"n_steps": 6}, target=0, cache=cache)
+    shifted = Volume(vol.array + 1, vol.geometry)
+    explain(shifted, model, "integrated_gradients", params={"n_steps": 6}, cache=cache)
+    assert len(cache.entries()) == 4 and cache.hits == 1
+
+
+def test_cancelled_run_leaves_no_cache_entry(tmp_path, small):
+    from napari_mlmi_interp.explain import ResultCache
+
+    model, vol = small
+    cache = ResultCache(tmp_path / "cache")
+    token = CancelToken()
+
+    def progress(done, total):
+        if done >= 4:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        explain(
+            vol,
+            model,
+            "integrated_gradients",
+            params={"n_steps": 400, "internal_batch_size": 2},
+            progress=progress,
+            cancel=token,
+            cache=cache,
+        )
+    assert cache.entries() == [] and not list((tmp_path / "cache").glob(".tmp-*"))
+
+
+def test_cache_is_bounded_least_recently_used_first(tmp_path, small):
+    from napari_mlmi_interp.explain import ResultCache
+
+    model, vol = small
+    probe = ResultCache(tmp_path / "probe")
+    explain(vol, model, "saliency", cache=probe)
+    one = probe.size_bytes()
+    cache = ResultCache(tmp_path / "cache", max_bytes=int(2.5 * one))
+    explain(vol, model, "saliency", cache=cache)
+    time.sleep(0.02)
+    explain(vol, model, "input_x_gradient", cache=cache)
+    time.sleep(0.02)
+    explain(vol, model, "saliency", cache=cache)  # a hit: saliency is now the most recent
+    time.sleep(0.02)
+    explain(vol, model, "guided_backprop", cache=cache)  # over the bound: the LRU entry goes
+    assert len(cache.entries()) == 2 and cache.size_bytes() <= cache.max_bytes
+    before = cache.hits
+    explain(vol, model, "saliency", cache=cache)
+    assert cache.hits == before + 1  # saliency survived; input_x_gradient was evicted

@@ -1,11 +1,12 @@
 """Attributions on 3D volumes with Captum: methods, targets, progress and cancel.
 
-Pure compute: never imports napari or Qt. (A result cache and a memory-budgeted batch
-size arrive in the next increment of the Explain issue.)
+Pure compute: never imports napari or Qt. (A memory-budgeted batch size arrives in the
+next increment of the Explain issue.)
 """
 
 from __future__ import annotations
 
+from .cache import ResultCache
 from .engine import Cancelled, CancelToken, Explanation, explain, resolve_params
 from .methods import ELEMENTS, METHODS, Method, get_method, list_methods
 
@@ -16,6 +17,7 @@ __all__ = [
     "Cancelled",
     "Explanation",
     "Method",
+    "ResultCache",
     "explain",
     "get_method",
     "list_methods",

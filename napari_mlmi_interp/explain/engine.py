@@ -21,6 +21,7 @@ from ..io.volume import Geometry, Volume
 from ..models.loading import LoadedModel
 from ..models.predict import Prediction, predict, preprocessor_for
 from ..models.preprocessing import ModelInput
+from .cache import ResultCache
 from .methods import Method, get_method
 
 __all__ = ["CancelToken", "Cancelled", "Explanation", "explain"]
@@ -173,6 +174,7 @@ def explain(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     model_input: ModelInput | None = None,
+    cache: ResultCache | None = None,
 ) -> Explanation:
     """Attribute ``model``'s decision on ``volume`` with ``method``.
 
@@ -188,6 +190,9 @@ def explain(
         ``progress(done, total)`` in samples through the model; from the calling thread.
     cancel : CancelToken, optional
         Set it from any thread to stop within one batch (:class:`Cancelled` is raised).
+    cache : ResultCache, optional
+        Return a stored result for the same (model, preprocessed input, method, parameters,
+        target request) without running the model; store new results.
 
     Raises
     ------
@@ -206,6 +211,12 @@ def explain(
     pre = preprocessor_for(model)
     mi = model_input if model_input is not None else pre.forward(volume)
     t_pre = time.perf_counter()
+    key = None
+    if cache is not None:
+        key = _cache_key(volume, model, mi, m, p, target, roi, roi_reduce)
+        hit = cache.get(key)
+        if hit is not None:
+            return _from_cache(hit, volume, model, mi, time.perf_counter() - t0)
     prediction = predict(volume, model, model_input=mi)
     t_pred = time.perf_counter()
 
@@ -267,7 +278,7 @@ def explain(
     name = f"{volume.name} · {m.title} · {tgt['name']}"
     native_volume = volume.with_array(native.astype(np.float32), name=name)
     native_volume.units = "attribution"
-    return Explanation(
+    result = Explanation(
         method=m.name,
         params=p,
         target=tgt,
@@ -292,6 +303,95 @@ def explain(
             "case_id": volume.case_id,
             "forward_samples": int(getattr(observed, "done", 0)),
         },
+    )
+    if cache is not None and key is not None:
+        _store(cache, key, result)
+    return result
+
+
+def _cache_key(volume, model, mi, method, params, target, roi, roi_reduce) -> str:
+    from dataclasses import asdict
+
+    from .. import __version__
+    from .cache import cache_key
+
+    roi_part: Any = None
+    if roi is not None:
+        mask = np.ascontiguousarray(np.asarray(roi.array if isinstance(roi, Volume) else roi) > 0)
+        roi_part = hashlib.sha256(mask.tobytes()).hexdigest()
+    return cache_key(
+        {
+            "version": __version__,
+            "model_sha256": model.sha256,
+            "model_input_sha256": hashlib.sha256(mi.array.tobytes()).hexdigest(),
+            "model_grid": [mi.grid.index_to_lps.round(9).tolist(), list(mi.grid.shape)],
+            "native_grid": [volume.geometry.index_to_lps.round(9).tolist(), list(volume.shape)],
+            "preprocessing": [asdict(model.spec.input), asdict(model.spec.normalization)],
+            "method": method.name,
+            "params": params,
+            "target": "predicted" if target is None else str(target),
+            "roi": roi_part,
+            "roi_reduce": roi_reduce,
+        }
+    )
+
+
+def _store(cache: ResultCache, key: str, result: Explanation) -> None:
+    pred = result.prediction
+    arrays = {"model_map": result.model_map, "native_map": result.native.array}
+    if pred.segmentation is not None:
+        arrays["segmentation"] = pred.segmentation.array
+    meta = {
+        "method": result.method,
+        "params": result.params,
+        "target": result.target,
+        "signed": result.signed,
+        "native_name": result.native.name,
+        "prediction": {
+            "probabilities": None if pred.probabilities is None else pred.probabilities.tolist(),
+            "predicted": pred.predicted,
+            "label": pred.label,
+            "volumes_ml": pred.volumes_ml,
+        },
+        "timings": result.timings,
+        "convergence_delta": result.convergence_delta,
+        "provenance": result.provenance,
+    }
+    cache.put(key, arrays, meta)
+
+
+def _from_cache(hit, volume: Volume, model: LoadedModel, mi: ModelInput, seconds: float) -> Explanation:
+    arrays, meta = hit
+    spec = model.spec
+    pm = meta["prediction"]
+    prediction = Prediction(
+        spec.name,
+        spec.task,
+        list(spec.classes),
+        probabilities=None if pm["probabilities"] is None else np.asarray(pm["probabilities"]),
+        predicted=pm["predicted"],
+        label=pm["label"],
+        volumes_ml=dict(pm["volumes_ml"]),
+        model_input=mi,
+    )
+    if "segmentation" in arrays:
+        prediction.segmentation = volume.with_array(
+            arrays["segmentation"], name=f"{volume.name} · {spec.name} segmentation"
+        )
+    native = volume.with_array(arrays["native_map"].astype(np.float32), name=meta["native_name"])
+    native.units = "attribution"
+    return Explanation(
+        method=meta["method"],
+        params=meta["params"],
+        target=meta["target"],
+        signed=meta["signed"],
+        model_map=arrays["model_map"],
+        model_grid=mi.grid,
+        native=native,
+        prediction=prediction,
+        timings={**meta["timings"], "total": seconds},
+        convergence_delta=meta["convergence_delta"],
+        provenance={**meta["provenance"], "cache": "hit"},
     )
 
 
