@@ -64,7 +64,7 @@ def small():
 
 
 FAST = {
-    "integrated_gradients": {"n_steps": 6, "internal_batch_size": 4},
+    "integrated_gradients": {"n_steps": 6},
     "smoothgrad": {"nt_samples": 4, "nt_samples_batch_size": 2},
     "gradient_shap": {"n_samples": 4},
     "occlusion": {"window": 4, "stride": 4, "perturbations_per_eval": 4},
@@ -150,7 +150,8 @@ def test_model_grid_map_equals_bare_captum(small, name):
     model, vol = small
     params = FAST.get(name, {})
     result = explain(vol, model, name, target=1, params=params)
-    p = {**get_method(name).params, **params}
+    p = result.params  # as run: "auto" batch sizes resolved
+    assert "auto" not in p.values()
     x = torch.from_numpy(vol.array)[None, None]
     if "seed" in p:  # Captum's noise and random baselines come from torch's and numpy's RNGs
         torch.manual_seed(p["seed"])
@@ -408,3 +409,22 @@ def test_cache_is_bounded_least_recently_used_first(tmp_path, small):
     before = cache.hits
     explain(vol, model, "saliency", cache=cache)
     assert cache.hits == before + 1  # saliency survived; input_x_gradient was evicted
+
+
+def test_auto_batch_sizes_follow_the_memory_budget(small):
+    from napari_mlmi_interp.explain.budget import per_sample_bytes
+
+    model, vol = small
+    x = torch.from_numpy(vol.array)[None, None]
+    sample = per_sample_bytes(model.module, x)
+    # conv1 output (4 x 12 x 14 x 16 float32) alone is saved for the backward pass
+    assert sample >= 4 * 12 * 14 * 16 * 4
+    tight = explain(
+        vol, model, "integrated_gradients", params={"n_steps": 20}, memory_budget_mb=1.5 * sample / 1024**2
+    )
+    roomy = explain(vol, model, "integrated_gradients", params={"n_steps": 20}, memory_budget_mb=1000)
+    assert tight.params["internal_batch_size"] == 1
+    assert roomy.params["internal_batch_size"] == 20  # capped at n_steps
+    assert tight.provenance["memory"]["per_sample_mb"] == pytest.approx(sample / 1024**2, abs=1e-3)
+    # the batch size changes the work's grouping, not the map
+    np.testing.assert_allclose(tight.model_map, roomy.model_map, rtol=1e-4, atol=1e-7)

@@ -1,7 +1,8 @@
 """Attributions on 3D volumes with Captum: methods, targets, progress and cancel.
 
-Pure compute: never imports napari or Qt. (A memory-budgeted batch size arrives in the
-next increment of the Explain issue.)
+Pure compute: never imports napari or Qt. Internal batch sizes are chosen under a memory
+budget from a measured forward pass (:mod:`.budget`); results are cached on disk
+(:class:`ResultCache`).
 """
 
 from __future__ import annotations

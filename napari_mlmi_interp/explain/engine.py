@@ -175,6 +175,7 @@ def explain(
     cancel: CancelToken | None = None,
     model_input: ModelInput | None = None,
     cache: ResultCache | None = None,
+    memory_budget_mb: float | None = None,
 ) -> Explanation:
     """Attribute ``model``'s decision on ``volume`` with ``method``.
 
@@ -193,6 +194,8 @@ def explain(
     cache : ResultCache, optional
         Return a stored result for the same (model, preprocessed input, method, parameters,
         target request) without running the model; store new results.
+    memory_budget_mb : float, optional
+        Budget for ``"auto"`` internal batch sizes (default: a quarter of free memory).
 
     Raises
     ------
@@ -261,11 +264,13 @@ def explain(
             )
         layer = layers[spec.cam_layers[0]]
 
+    from .budget import resolve_batch_params
     from .captum_run import attribute
 
+    x = mi.tensor()
+    p, batch_info = resolve_batch_params(m.name, p, scored, x, memory_budget_mb)
     total = max(1, m.cost(p, tuple(mi.array.shape[1:]))[0])
     observed = _observed(scored, total, progress, cancel)
-    x = mi.tensor()
     with torch.enable_grad():
         attr, delta = attribute(m, observed, x, target_index, p, layer)
     if progress is not None:
@@ -302,6 +307,7 @@ def explain(
             "model_input_sha256": hashlib.sha256(mi.array.tobytes()).hexdigest(),
             "case_id": volume.case_id,
             "forward_samples": int(getattr(observed, "done", 0)),
+            "memory": batch_info,
         },
     )
     if cache is not None and key is not None:

@@ -40,7 +40,9 @@ class Method:
     signed : bool
         Whether the map has meaningful signs (diverging colormap) or is non-negative.
     params : dict
-        Parameters and their defaults (voxel units on the model grid).
+        Parameters and their defaults (voxel units on the model grid). Internal batch
+        sizes default to ``"auto"``: the largest batch within the memory budget, from a
+        measured forward pass (see :mod:`napari_mlmi_interp.explain.budget`).
     needs_layer : bool
         Uses the model's ``cam_layers[0]``.
     cost : callable
@@ -101,7 +103,7 @@ METHODS: dict[str, Method] = {
             "path",
             ("localization", "model_transparency"),
             True,
-            {"n_steps": 32, "method": "gausslegendre", "baseline": 0.0, "internal_batch_size": 8},
+            {"n_steps": 32, "method": "gausslegendre", "baseline": 0.0, "internal_batch_size": "auto"},
             description="gradients integrated from a baseline to the input; completeness "
             "(Sundararajan et al. 2017)",
             cost=lambda p, s: (p["n_steps"] + 2, p["n_steps"]),
@@ -112,7 +114,7 @@ METHODS: dict[str, Method] = {
             "gradient",
             ("localization", "visual_recognizability"),
             False,
-            {"nt_samples": 16, "stdevs": 0.15, "nt_samples_batch_size": 8, "seed": 0},
+            {"nt_samples": 16, "stdevs": 0.15, "nt_samples_batch_size": "auto", "seed": 0},
             description="saliency averaged over noisy copies of the input (Smilkov et al. 2017)",
             cost=lambda p, s: (p["nt_samples"], p["nt_samples"]),
         ),
@@ -190,7 +192,7 @@ METHODS: dict[str, Method] = {
             "perturbation",
             ("localization", "actionability", "model_transparency"),
             True,
-            {"window": 8, "stride": 4, "baseline": 0.0, "perturbations_per_eval": 8},
+            {"window": 8, "stride": 4, "baseline": 0.0, "perturbations_per_eval": "auto"},
             description="score drop when a 3D window is replaced by the baseline (Zeiler & Fergus 2014)",
             cost=lambda p, s: (_windows(p, s) + 1, 0),
         ),
@@ -200,7 +202,7 @@ METHODS: dict[str, Method] = {
             "perturbation",
             ("localization", "physical_attribution", "actionability"),
             True,
-            {"n_segments": 150, "compactness": 0.1, "baseline": 0.0, "perturbations_per_eval": 8},
+            {"n_segments": 150, "compactness": 0.1, "baseline": 0.0, "perturbations_per_eval": "auto"},
             description="score drop when each SLIC supervoxel is replaced by the baseline",
             cost=lambda p, s: (p["n_segments"] + 1, 0),
         ),
