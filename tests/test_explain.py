@@ -428,3 +428,12 @@ def test_auto_batch_sizes_follow_the_memory_budget(small):
     assert tight.provenance["memory"]["per_sample_mb"] == pytest.approx(sample / 1024**2, abs=1e-3)
     # the batch size changes the work's grouping, not the map
     np.testing.assert_allclose(tight.model_map, roomy.model_map, rtol=1e-4, atol=1e-7)
+
+
+def test_a_model_input_prepared_for_another_spec_is_not_reused(small):
+    model, vol = small
+    from napari_mlmi_interp.models import InputSpec, Preprocessor
+
+    other = Preprocessor(InputSpec(spacing_mm=(2.0, 2.0, 2.0))).forward(vol)
+    result = explain(vol, model, "saliency", model_input=other)
+    assert result.model_grid.same_grid(vol.geometry)  # prepared again, for this model

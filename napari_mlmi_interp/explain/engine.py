@@ -212,13 +212,20 @@ def explain(
     p = resolve_params(m, params)
     t0 = time.perf_counter()
     pre = preprocessor_for(model)
-    mi = model_input if model_input is not None else pre.forward(volume)
+    reusable = (
+        model_input is not None
+        and model_input.native is volume.geometry
+        and model_input.spec == (spec.input, spec.normalization)
+    )
+    mi = model_input if reusable else pre.forward(volume)
     t_pre = time.perf_counter()
     key = None
     if cache is not None:
         key = _cache_key(volume, model, mi, m, p, target, roi, roi_reduce)
         hit = cache.get(key)
         if hit is not None:
+            if progress is not None:
+                progress(1, 1)
             return _from_cache(hit, volume, model, mi, time.perf_counter() - t0)
     prediction = predict(volume, model, model_input=mi)
     t_pred = time.perf_counter()
