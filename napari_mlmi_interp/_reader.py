@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,17 @@ _PEEK = 200
 
 
 def _folder_looks_loadable(folder: Path) -> bool:
+    """Look at no more than _PEEK files (walking lazily, so a huge tree costs nothing more)."""
     seen = 0
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
             if image_suffix(p) or p.suffix.lower() in (".dcm", ".ima") or is_dicom_file(p):
                 return True
             seen += 1
             if seen >= _PEEK:
-                break
+                return False
     # An empty folder is handed to us so the user is told it is empty, not "no reader".
     return seen == 0
 

@@ -9,7 +9,7 @@ import pytest
 
 from napari_mlmi_interp.io import LoadError, LoadWarning, load
 
-from .dicom_factory import AXIAL, axial_positions, write_enhanced, write_series
+from .dicom_factory import axial_positions, write_enhanced, write_series
 
 
 def test_regular_axial_series_geometry_and_values(tmp_path):
@@ -204,7 +204,3 @@ def test_truncated_header(tmp_path):
 def test_missing_path():
     with pytest.raises(LoadError, match="no such file or folder"):
         load("/nonexistent/scan.nii.gz")
-
-
-def test_orientation_constant_is_axial():
-    assert AXIAL[:3] == (1.0, 0.0, 0.0)

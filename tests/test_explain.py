@@ -260,6 +260,8 @@ def test_clear_errors(small):
         explain(vol, model, "integrated_gradients", params={"n_stpes": 3})
     with pytest.raises(ValueError, match="target must be one of the classes"):
         explain(vol, model, "saliency", target="lesion")
+    with pytest.raises(ValueError, match="roi_reduce must be 'sum' or 'mean', got 'average'"):
+        explain(vol, model, "saliency", roi_reduce="average")
     bare = load_model(
         ModelSpec.from_dict(
             {

@@ -179,3 +179,13 @@ def test_get_reader_declines_what_it_does_not_read(tmp_path):
     assert get_reader([str(tmp_path / "notes.txt"), str(tmp_path)]) is None
     (tmp_path / "scan.nii.gz").write_bytes(b"")
     assert get_reader(str(tmp_path / "scan.nii.gz")) is not None
+    # a big tree of other files is declined after a bounded peek, and a DICOM deep inside a
+    # study folder is found
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(300):
+        (big / f"n{i:03d}.txt").write_text("x")
+    assert get_reader(str(big)) is None
+    study = tmp_path / "study" / "series1"
+    write_series(study, axial_positions(1))
+    assert get_reader(str(tmp_path / "study")) is not None

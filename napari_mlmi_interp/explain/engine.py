@@ -70,27 +70,25 @@ def _observed(module: Any, total: int, progress: ProgressCallback | None, cancel
     return Observed(module)
 
 
-class _RoiScore:
-    """Segmentation target: the sum (or mean) of one class's logits inside a model-grid mask."""
+def _roi_score(module: Any, mask: np.ndarray, class_index: int, reduce: str) -> Any:
+    """Segmentation target: a module scoring the sum (or mean) of one class's logits in a mask."""
+    import torch
 
-    def __new__(cls, module: Any, mask: np.ndarray, class_index: int, reduce: str) -> Any:
-        import torch
+    weight = torch.from_numpy(mask.astype(np.float32))[None]
+    if reduce == "mean":
+        weight = weight / max(1.0, float(weight.sum()))
 
-        weight = torch.from_numpy(mask.astype(np.float32))[None]
-        if reduce == "mean":
-            weight = weight / max(1.0, float(weight.sum()))
+    class RoiScore(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+            self.register_buffer("weight", weight)
 
-        class RoiScore(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.inner = module
-                self.register_buffer("weight", weight)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = self.inner(x)
+            return (logits[:, class_index] * self.weight).flatten(1).sum(dim=1, keepdim=True)
 
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                logits = self.inner(x)
-                return (logits[:, class_index] * self.weight).flatten(1).sum(dim=1, keepdim=True)
-
-        return RoiScore()
+    return RoiScore()
 
 
 @dataclass
@@ -210,6 +208,8 @@ def explain(
     spec = model.spec
     m = get_method(method)
     p = resolve_params(m, params)
+    if roi_reduce not in ("sum", "mean"):
+        raise ValueError(f"roi_reduce must be 'sum' or 'mean', got {roi_reduce!r}")
     t0 = time.perf_counter()
     pre = preprocessor_for(model)
     reusable = (
@@ -258,7 +258,7 @@ def explain(
             "reduce": roi_reduce,
             "roi_voxels": int(grid_mask.sum()),
         }
-        scored, target_index = _RoiScore(module, grid_mask, index, roi_reduce), 0
+        scored, target_index = _roi_score(module, grid_mask, index, roi_reduce), 0
 
     layer = None
     if m.needs_layer:

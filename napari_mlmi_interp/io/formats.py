@@ -75,7 +75,8 @@ def _sitk():
     return sitk
 
 
-def _file_digest(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (case ids, model provenance)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -149,7 +150,7 @@ def read_image(path: str | os.PathLike[str]) -> Volume:
         geometry=geometry,
         name=name,
         modality=modality,
-        case_id=pseudonymize("file", _file_digest(path)),
+        case_id=pseudonymize("file", file_sha256(path)),
         units="HU" if modality == "CT" else "",
         source=str(path),
         metadata=meta,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..io.formats import file_sha256
 from .spec import ModelError, ModelSpec
 
 __all__ = ["LoadedModel", "build_architecture", "file_sha256", "load_model", "load_state_dict"]
@@ -28,15 +29,6 @@ _ADVICE = (
     "save the weights with torch.save(model.state_dict(), path) and give the architecture in the "
     "spec, or export TorchScript with torch.jit.script(model).save(path)"
 )
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file (model provenance)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_torchscript(path: str | os.PathLike[str]) -> bool:
