@@ -50,22 +50,26 @@ FULL = {
     "n_val": 96,
     "n_test": 100,
     "epochs_cls": 12,
+    "epochs_cls_fine": 3,
     "epochs_proto_warm": 3,
     "epochs_proto": 4,
     "epochs_last": 4,
     "epochs_seg": 10,
     "epochs_shortcut": 6,
+    "epochs_shortcut_fine": 2,
 }
 QUICK = {
     "n_train": 8,
     "n_val": 4,
     "n_test": 4,
     "epochs_cls": 1,
+    "epochs_cls_fine": 1,
     "epochs_proto_warm": 1,
     "epochs_proto": 1,
     "epochs_last": 1,
     "epochs_seg": 1,
     "epochs_shortcut": 1,
+    "epochs_shortcut_fine": 1,
 }
 
 
@@ -141,6 +145,22 @@ def train_classifier(net, train, val, epochs, seed, *, proto=False, lr=3e-3):
             best, best_auc = copy.deepcopy(net.state_dict()), auc
     net.load_state_dict(best)
     return best_auc
+
+
+def train_cnn(train, val, epochs: int, epochs_fine: int, seed: int) -> tuple[LesionCNN, float]:
+    """Coarse to fine: train at 1/8 resolution, then fine-tune the same weights at 1/2.
+
+    At 1/2 resolution from scratch the network never found the lesion (validation AUROC
+    about 0.5 after 8 epochs: max pooling over 25,000 cells rarely lands on it at first);
+    at 1/8 it does within 4 epochs. The parameters are the same in both layouts.
+    """
+    torch.manual_seed(seed)
+    coarse = LesionCNN(pooled_blocks=3)
+    train_classifier(coarse, train, val, epochs, seed)
+    log("  fine-tuning at 1/2 resolution")
+    net = LesionCNN()
+    net.load_state_dict(coarse.state_dict())
+    return net, train_classifier(net, train, val, epochs_fine, seed + 100, lr=1e-3)
 
 
 def push_prototypes(net: ProtoNet3D, train: dict, seeds: list[int]) -> list[dict]:
@@ -329,9 +349,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
+    try:
+        return _train(args, cfg)
+    finally:  # leave the process as it was (tests run this in-process)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+
+
+def _train(args: argparse.Namespace, cfg: dict) -> dict:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -345,9 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t = time.time()
     log("classifier")
-    torch.manual_seed(args.seed + 1)
-    cnn = LesionCNN()
-    val_auc = train_classifier(cnn, train, val, cfg["epochs_cls"], args.seed + 1)
+    cnn, val_auc = train_cnn(train, val, cfg["epochs_cls"], cfg["epochs_cls_fine"], args.seed + 1)
     specs["classifier"] = write_model(
         out,
         "lesion-classifier",
@@ -437,9 +464,9 @@ def main(argv: list[str] | None = None) -> dict:
     log("shortcut classifier (marker present exactly when a lesion is)")
     shortcut_train = dataset(train_seeds, marker_from_label=True)
     shortcut_val = dataset(val_seeds, marker_from_label=True)
-    torch.manual_seed(args.seed + 5)
-    shortcut = LesionCNN()
-    train_classifier(shortcut, shortcut_train, shortcut_val, cfg["epochs_shortcut"], args.seed + 5)
+    shortcut, _ = train_cnn(
+        shortcut_train, shortcut_val, cfg["epochs_shortcut"], cfg["epochs_shortcut_fine"], args.seed + 5
+    )
     specs["shortcut"] = write_model(
         out,
         "shortcut-classifier",

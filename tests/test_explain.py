@@ -439,3 +439,70 @@ def test_a_model_input_prepared_for_another_spec_is_not_reused(small):
     other = Preprocessor(InputSpec(spacing_mm=(2.0, 2.0, 2.0))).forward(vol)
     result = explain(vol, model, "saliency", model_input=other)
     assert result.model_grid.same_grid(vol.geometry)  # prepared again, for this model
+
+
+class ConeModel(torch.nn.Module):
+    """Score = input weighted by a smooth cone peaking at a known voxel: occlusion sees it."""
+
+    def __init__(self, shape, centre, radius=6.0):
+        super().__init__()
+        grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+        d = np.sqrt(((grid - np.asarray(centre)) ** 2).sum(-1))
+        self.register_buffer("w", torch.from_numpy(np.clip(1 - d / radius, 0, None).astype(np.float32)))
+
+    def forward(self, x):
+        s = (x[:, 0] * self.w).flatten(1).sum(1, keepdim=True)
+        return torch.cat([-s, s], dim=1)
+
+
+@pytest.fixture(scope="module")
+def cone():
+    shape, centre = (40, 36, 44), (22, 13, 30)
+    model = load_model(_identity_spec(), module=ConeModel(shape, centre))
+    vol = Volume(np.ones(shape, np.float32), Geometry(shape, (1, 1, 1), (0, 0, 0)))
+    return model, vol, centre
+
+
+def test_occlusion_region_equals_the_full_run_inside_the_region(cone):
+    model, vol, _centre = cone
+    params = {"window": 4, "stride": 2, "perturbations_per_eval": 16}
+    full = explain(vol, model, "occlusion", target=1, params=params)
+    region = np.zeros(vol.shape, bool)
+    region[18:26, 10:16, 27:33] = True
+    restricted = explain(vol, model, "occlusion", target=1, params=params, region=region)
+    np.testing.assert_allclose(restricted.native.array[region], full.native.array[region], rtol=1e-5)
+    far = np.ones(vol.shape, bool)
+    far[10:34, 2:24, 19:41] = False
+    assert not restricted.native.array[far].any()
+    assert restricted.provenance["forward_samples"] < full.provenance["forward_samples"] / 4
+    assert restricted.provenance["region_voxels"] == region.sum()
+    with pytest.raises(ValueError, match="a region restricts occlusion only"):
+        explain(vol, model, "saliency", target=1, region=region)
+
+
+def test_occlusion_coarse_to_fine_finds_the_same_peak_with_far_fewer_passes(cone):
+    model, vol, centre = cone
+    params = {"window": 4, "stride": 2, "perturbations_per_eval": 16}
+    full = explain(vol, model, "occlusion", target=1, params=params)
+    seen = []
+    fast = explain(
+        vol,
+        model,
+        "occlusion",
+        target=1,
+        params={**params, "strategy": "coarse_to_fine", "refine_fraction": 0.02},
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    peak = np.unravel_index(np.argmax(fast.native.array), vol.shape)
+    assert peak == np.unravel_index(np.argmax(full.native.array), vol.shape)
+    assert np.linalg.norm(np.subtract(peak, centre)) <= 1.0
+    # refined near the peak: equal to the full run there
+    near = tuple(slice(c - 1, c + 2) for c in centre)
+    np.testing.assert_allclose(fast.native.array[near], full.native.array[near], rtol=1e-5)
+    assert fast.provenance["forward_samples"] < full.provenance["forward_samples"] / 3
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and seen[-1][0] == seen[-1][1] == fast.provenance["forward_samples"]
+    # the prediction came from the attribution's own forward pass on the unperturbed input
+    np.testing.assert_allclose(fast.prediction.probabilities, full.prediction.probabilities)
+    with pytest.raises(ValueError, match="strategy must be 'full' or 'coarse_to_fine'"):
+        explain(vol, model, "occlusion", target=1, params={**params, "strategy": "fine"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .cache import ResultCache
 from .engine import Cancelled, CancelToken, Explanation, explain, resolve_params
 from .methods import ELEMENTS, METHODS, Method, get_method, list_methods
+from .prototypes import PrototypeMatch, PrototypeReport, prototype_report
 
 __all__ = [
     "ELEMENTS",
@@ -18,9 +19,12 @@ __all__ = [
     "Cancelled",
     "Explanation",
     "Method",
+    "PrototypeMatch",
+    "PrototypeReport",
     "ResultCache",
     "explain",
     "get_method",
     "list_methods",
+    "prototype_report",
     "resolve_params",
 ]

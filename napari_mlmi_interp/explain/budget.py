@@ -11,6 +11,7 @@ errs on the safe side.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 __all__ = ["BATCH_PARAMS", "batch_size_for", "default_budget_mb", "per_sample_bytes", "resolve_batch_params"]
@@ -33,8 +34,26 @@ def default_budget_mb() -> float:
     return max(256.0, free / 4 / 1024**2)
 
 
+_MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def per_sample_bytes(module: Any, x: Any) -> int:
-    """Bytes one sample needs for a forward and backward pass through ``module``."""
+    """Bytes one sample needs for a forward and backward pass through ``module``.
+
+    Measured once per module, input shape and dtype (remembered while the module lives).
+    """
+
+    key = (tuple(x.shape[1:]), str(x.dtype))
+    try:
+        known = _MEASURED.setdefault(module, {})
+    except TypeError:  # pragma: no cover - a module that cannot be weakly referenced
+        known = {}
+    if key not in known:
+        known[key] = _measure(module, x)
+    return known[key]
+
+
+def _measure(module: Any, x: Any) -> int:
     import torch
 
     saved = 0

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..io.volume import Geometry, Volume
 from ..models.loading import LoadedModel
-from ..models.predict import Prediction, predict, preprocessor_for
+from ..models.predict import Prediction, classification_prediction, predict, preprocessor_for
 from ..models.preprocessing import ModelInput
 from .cache import ResultCache
 from .methods import Method, get_method
@@ -47,24 +47,48 @@ class CancelToken:
         return self._event.is_set()
 
 
-def _observed(module: Any, total: int, progress: ProgressCallback | None, cancel: CancelToken | None) -> Any:
+def _observed(
+    module: Any,
+    total: int,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+    reference: Any = None,
+) -> Any:
     import torch
 
     class Observed(torch.nn.Module):
-        """The model, counting samples; numerically identical to it."""
+        """The model, counting samples; numerically identical to it.
+
+        ``total`` may be raised by a method once it knows its plan (coarse-to-fine occlusion);
+        progress never goes backwards. When ``reference`` is given, the output for the first
+        one-sample batch equal to it is kept (``reference_output``): the prediction comes
+        free with the attribution's own forward pass.
+        """
 
         def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
             self.inner = inner
             self.done = 0
+            self.total = total
+            self.reported = 0
+            self.reference_output = None
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("cancelled")
             out = self.inner(x)
+            if (
+                reference is not None
+                and self.reference_output is None
+                and x.shape == reference.shape
+                and torch.equal(x.detach(), reference)
+            ):
+                self.reference_output = out.detach().clone()
             self.done += int(x.shape[0])
             if progress is not None:
-                progress(min(self.done, total), total)
+                self.total = max(self.total, self.done)
+                self.reported = max(self.reported, min(self.done, self.total))
+                progress(self.reported, self.total)
             return out
 
     return Observed(module)
@@ -168,6 +192,7 @@ def explain(
     target: int | str | None = None,
     roi: np.ndarray | Volume | None = None,
     roi_reduce: str = "sum",
+    region: np.ndarray | Volume | None = None,
     params: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -185,6 +210,9 @@ def explain(
     roi : array or Volume, optional
         Segmentation only: a native-grid mask (default: the model's own prediction of the
         target class). Mapped onto the model grid by nearest neighbour.
+    region : array or Volume, optional
+        Occlusion only: a native-grid mask; only windows around it are occluded (the map
+        is 0 elsewhere). Speeds occlusion up when the question is about one region.
     progress : callable, optional
         ``progress(done, total)`` in samples through the model; from the calling thread.
     cancel : CancelToken, optional
@@ -221,18 +249,21 @@ def explain(
     t_pre = time.perf_counter()
     key = None
     if cache is not None:
-        key = _cache_key(volume, model, mi, m, p, target, roi, roi_reduce)
+        key = _cache_key(volume, model, mi, m, p, target, roi, roi_reduce, region)
         hit = cache.get(key)
         if hit is not None:
             if progress is not None:
                 progress(1, 1)
             return _from_cache(hit, volume, model, mi, time.perf_counter() - t0)
-    prediction = predict(volume, model, model_input=mi)
+    # A classifier with a given target needs no separate forward: the prediction is taken
+    # from the attribution's own pass on the unperturbed input when it makes one.
+    deferred = spec.task == "classification" and target is not None
+    prediction = None if deferred else predict(volume, model, model_input=mi)
     t_pred = time.perf_counter()
 
     module = model.module
     if spec.task == "classification":
-        index = _class_index(target, spec.classes, default=prediction.predicted)
+        index = _class_index(target, spec.classes, default=None if deferred else prediction.predicted)
         tgt = {"kind": "class", "index": index, "name": spec.classes[index]}
         scored, target_index = module, index
     else:
@@ -274,15 +305,34 @@ def explain(
     from .budget import resolve_batch_params
     from .captum_run import attribute
 
+    grid_region = None
+    if region is not None:
+        if m.name != "occlusion":
+            raise ValueError(f"a region restricts occlusion only, not {m.title}")
+        native_region = np.asarray(region.array if isinstance(region, Volume) else region)
+        if native_region.shape != volume.shape:
+            raise ValueError(f"region shape {native_region.shape} does not match the scan {volume.shape}")
+        on_grid = pre.forward_mask((native_region > 0).astype(np.uint8), volume.geometry, mi.grid)
+        grid_region = pre.to_model_axes(on_grid) > 0
+        if not grid_region.any():
+            raise ValueError("the occlusion region is empty on the model grid")
+
     x = mi.tensor()
     p, batch_info = resolve_batch_params(m.name, p, scored, x, memory_budget_mb)
     total = max(1, m.cost(p, tuple(mi.array.shape[1:]))[0])
-    observed = _observed(scored, total, progress, cancel)
+    observed = _observed(scored, total, progress, cancel, reference=x.detach() if deferred else None)
     with torch.enable_grad():
-        attr, delta = attribute(m, observed, x, target_index, p, layer)
+        attr, delta = attribute(m, observed, x, target_index, p, layer, grid_region)
     if progress is not None:
-        progress(total, total)
+        progress(observed.total, observed.total)
     t_attr = time.perf_counter()
+    if prediction is None:
+        logits = observed.reference_output
+        prediction = (
+            classification_prediction(model, logits, mi)
+            if logits is not None
+            else predict(volume, model, model_input=mi)
+        )
 
     model_axes_map = attr[0].sum(dim=0).numpy().astype(np.float32)
     native = pre.inverse(model_axes_map, mi)
@@ -315,6 +365,7 @@ def explain(
             "case_id": volume.case_id,
             "forward_samples": int(getattr(observed, "done", 0)),
             "memory": batch_info,
+            **({"region_voxels": int(grid_region.sum())} if grid_region is not None else {}),
         },
     )
     if cache is not None and key is not None:
@@ -322,16 +373,20 @@ def explain(
     return result
 
 
-def _cache_key(volume, model, mi, method, params, target, roi, roi_reduce) -> str:
+def _mask_digest(mask: np.ndarray | Volume | None) -> str | None:
+    if mask is None:
+        return None
+    a = np.ascontiguousarray(np.asarray(mask.array if isinstance(mask, Volume) else mask) > 0)
+    return hashlib.sha256(a.tobytes()).hexdigest()
+
+
+def _cache_key(volume, model, mi, method, params, target, roi, roi_reduce, region) -> str:
     from dataclasses import asdict
 
     from .. import __version__
     from .cache import cache_key
 
-    roi_part: Any = None
-    if roi is not None:
-        mask = np.ascontiguousarray(np.asarray(roi.array if isinstance(roi, Volume) else roi) > 0)
-        roi_part = hashlib.sha256(mask.tobytes()).hexdigest()
+    roi_part, region_part = _mask_digest(roi), _mask_digest(region)
     return cache_key(
         {
             "version": __version__,
@@ -345,6 +400,7 @@ def _cache_key(volume, model, mi, method, params, target, roi, roi_reduce) -> st
             "target": "predicted" if target is None else str(target),
             "roi": roi_part,
             "roi_reduce": roi_reduce,
+            "region": region_part,
         }
     )
 

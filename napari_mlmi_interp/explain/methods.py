@@ -72,9 +72,21 @@ class Method:
         }
 
 
-def _windows(params: dict[str, Any], shape: tuple[int, ...]) -> int:
-    w, s = params["window"], params["stride"]
-    return math.prod(max(0, (n - w) // s) + 1 for n in shape)
+def _windows(params: dict[str, Any], shape: tuple[int, ...], factor: int = 1) -> int:
+    w, s = params["window"] * factor, params["stride"] * factor
+    return math.prod(max(0, (n - min(w, n)) // s) + 1 for n in shape)
+
+
+def _occlusion_cost(params: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, int]:
+    """Forward samples: every window plus the unoccluded input; coarse-to-fine is an estimate
+    (coarse windows, then the refined fraction grown by a window on each side), made exact
+    once the coarse pass has chosen where to refine."""
+    full = _windows(params, shape) + 1
+    if params.get("strategy", "full") == "full":
+        return full, 0
+    coarse = _windows(params, shape, int(params["coarse_factor"])) + 1
+    grown = min(1.0, float(params["refine_fraction"]) * 8)
+    return coarse + math.ceil(grown * full), 0
 
 
 METHODS: dict[str, Method] = {
@@ -192,9 +204,18 @@ METHODS: dict[str, Method] = {
             "perturbation",
             ("localization", "actionability", "model_transparency"),
             True,
-            {"window": 8, "stride": 4, "baseline": 0.0, "perturbations_per_eval": "auto"},
-            description="score drop when a 3D window is replaced by the baseline (Zeiler & Fergus 2014)",
-            cost=lambda p, s: (_windows(p, s) + 1, 0),
+            {
+                "window": 8,
+                "stride": 4,
+                "baseline": 0.0,
+                "perturbations_per_eval": "auto",
+                "strategy": "full",
+                "coarse_factor": 2,
+                "refine_fraction": 0.05,
+            },
+            description="score drop when a 3D window is replaced by the baseline (Zeiler & Fergus 2014); "
+            "strategy 'coarse_to_fine' refines only where a coarse pass found signal",
+            cost=_occlusion_cost,
         ),
         Method(
             "feature_ablation",

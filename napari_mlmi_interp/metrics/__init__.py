@@ -4,5 +4,6 @@ physical metrics arrive with the Framework issue.)"""
 from __future__ import annotations
 
 from .classification import accuracy, auroc, dice
+from .regions import topk_mask, topk_threshold
 
-__all__ = ["accuracy", "auroc", "dice"]
+__all__ = ["accuracy", "auroc", "dice", "topk_mask", "topk_threshold"]

@@ -12,7 +12,7 @@ from .loading import LoadedModel
 from .preprocessing import ModelInput, Preprocessor
 from .spec import ModelError
 
-__all__ = ["Prediction", "predict", "preprocessor_for"]
+__all__ = ["Prediction", "classification_prediction", "predict", "preprocessor_for"]
 
 
 @dataclass
@@ -58,6 +58,23 @@ def _probabilities(logits: Any) -> np.ndarray:
         p = torch.sigmoid(flat)[0].item()
         return np.array([1 - p, p])
     return torch.softmax(flat, dim=0).detach().numpy().astype(np.float64)
+
+
+def classification_prediction(model: LoadedModel, logits: Any, model_input: ModelInput | None) -> Prediction:
+    """A classification :class:`Prediction` from the model's logits for one sample.
+
+    Used by :func:`predict`, and by :func:`~napari_mlmi_interp.explain.explain` to reuse the
+    forward pass an attribution method makes on the unperturbed input.
+    """
+    spec = model.spec
+    probs = _probabilities(logits)
+    if probs.size != len(spec.classes):
+        raise ModelError(f"model '{spec.name}' gave {probs.size} outputs for {len(spec.classes)} classes")
+    out = Prediction(spec.name, spec.task, list(spec.classes), model_input=model_input)
+    out.probabilities = probs
+    out.predicted = int(np.argmax(probs))
+    out.label = spec.classes[out.predicted]
+    return out
 
 
 def predict(volume: Volume, model: LoadedModel, *, model_input: ModelInput | None = None) -> Prediction:
@@ -109,15 +126,9 @@ def predict(volume: Volume, model: LoadedModel, *, model_input: ModelInput | Non
         logits = logits[0]
     if isinstance(logits, dict):
         logits = next(iter(logits.values()))
-    out = Prediction(spec.name, spec.task, list(spec.classes), model_input=model_input)
     if spec.task == "classification":
-        probs = _probabilities(logits)
-        if probs.size != len(spec.classes):
-            raise ModelError(f"model '{spec.name}' gave {probs.size} outputs for {len(spec.classes)} classes")
-        out.probabilities = probs
-        out.predicted = int(np.argmax(probs))
-        out.label = spec.classes[out.predicted]
-        return out
+        return classification_prediction(model, logits, model_input)
+    out = Prediction(spec.name, spec.task, list(spec.classes), model_input=model_input)
     scores = logits[0].detach().numpy()
     if scores.shape[0] != len(spec.classes):
         raise ModelError(
