@@ -120,31 +120,39 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .sample import LESION_CENTRE_LPS, make_sample
+    from .sample import make_sample
 
     headless = not os.environ.get("DISPLAY")
     out_dir = Path(args.out)
     screenshot = args.screenshot or (str(out_dir / "demo.png") if headless else None)
     sample = make_sample()
-    results = {
+    files = {
         "scan": str(save(sample.scan, out_dir / "sample_brain_t1.nii.gz")),
         "mask": str(save(sample.mask, out_dir / "sample_brain_lesion_mask.nii.gz")),
-        "lesion_centre_lps_mm": list(LESION_CENTRE_LPS),
         "lesion_volume_ml": round(float(sample.mask.array.sum()) * sample.scan.geometry.voxel_volume_ml, 3),
     }
     _need_display(screenshot)
-    from ._viewer import show_volumes
+    from ._widgets.demo import run_demo
 
-    shot = show_volumes(
-        [(sample.scan, {}), (sample.mask, {"layer_type": "labels", "opacity": 0.45})],
-        plane="axial",
-        focus_lps=LESION_CENTRE_LPS,
-        screenshot=screenshot,
-    )
-    if shot:
-        results["screenshot"] = str(shot)
+    summary = run_demo(out_dir, screenshot=screenshot)
+    results = {**files, **summary}
     (out_dir / "demo_results.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    short = {
+        **files,
+        "lesion_centre_lps_mm": summary["lesion_centre_lps_mm"],
+        "explanations": [
+            {
+                "method": e["method"],
+                "prediction": e["prediction"].get("predicted"),
+                "peak_lps_mm": e["peak_lps_mm"],
+                "peak_to_lesion_mm": e["peak_to_lesion_mm"],
+            }
+            for e in summary["explanations"]
+        ],
+        "screenshots": summary.get("screenshots", {}),
+        "results": str(out_dir / "demo_results.json"),
+    }
+    print(json.dumps(short, indent=2))
     return 0
 
 
@@ -342,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="PNG", default=None)
     p.set_defaults(func=cmd_view)
 
-    p = sub.add_parser("demo", help="the sample scan and lesion in napari (headless: screenshot + results)")
+    p = sub.add_parser(
+        "demo",
+        help="sample scan, demo classifier, Grad-CAM and IG overlays, prototype panel in napari "
+        "(headless: screenshots + results)",
+    )
     p.add_argument("--screenshot", metavar="PNG", default=None)
     p.add_argument("--out", metavar="DIR", default="mlmi-interp-demo")
     p.set_defaults(func=cmd_demo)

@@ -38,17 +38,26 @@ def test_lesion_is_drawn_on_the_viewers_left_in_the_axial_view(make_napari_viewe
     assert ys.mean() < (brain_rows.min() + brain_rows.max()) / 2
 
 
-def test_demo_command_writes_screenshot_and_results(tmp_path):
+def test_demo_command_writes_screenshots_and_results(tmp_path):
+    from PIL import Image
+
     from napari_mlmi_interp.cli import main
 
     assert main(["demo", "--out", str(tmp_path), "--screenshot", str(tmp_path / "demo.png")]) == 0
     results = json.loads((tmp_path / "demo_results.json").read_text())
-    assert results["screenshot"] == str(tmp_path / "demo.png")
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(tmp_path / "demo.png"))[..., :3]
-    assert pixels.shape[0] > 500 and pixels.std() > 20  # a rendered window, not a blank image
+    shots = results["screenshots"]
+    assert shots["2d"] == str(tmp_path / "demo.png")
+    for path in shots.values():
+        pixels = np.asarray(Image.open(path))[..., :3]
+        assert pixels.shape[0] > 300 and pixels.std() > 20, path  # rendered, not blank
     assert 0.8 < results["lesion_volume_ml"] < 3.0
+    methods = {e["method"]: e for e in results["explanations"]}
+    assert set(methods) == {"gradcam", "integrated_gradients"}
+    for e in methods.values():
+        assert e["prediction"]["predicted"] == "lesion"
+        assert e["peak_to_lesion_mm"] <= 5.0, e
+    top = results["prototypes"]["top"]
+    assert len(top) == 5 and all(np.isfinite(t["similarity"]) for t in top)
 
 
 def test_view_command_screenshots_a_real_series(shared_dicom, tmp_path):
@@ -61,3 +70,42 @@ def test_view_command_screenshots_a_real_series(shared_dicom, tmp_path):
     assert main(["view", str(folder), "--plane", "axial", "--screenshot", str(out)]) == 0
     pixels = np.asarray(Image.open(out))[..., :3]
     assert pixels.std() > 20
+
+
+def test_demo_heatmap_lies_over_the_lesion_and_not_elsewhere(make_napari_viewer):
+    from napari_mlmi_interp._widgets.demo import build_demo
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1400, 900)
+    demo = build_demo(viewer)
+    gradcam = demo["layers"]["gradcam"]
+    heat, contour = gradcam["heatmap"], gradcam["contour"]
+    mask = viewer.layers["lesion mask (truth)"]
+
+    def shot():
+        return viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+
+    heat.visible = contour.visible = False
+    anatomy = shot()
+    mask.visible = True
+    lesion = np.abs(shot() - anatomy).sum(-1) > 30
+    mask.visible = False
+    heat.visible = True
+    coloured = np.abs(shot() - anatomy).sum(-1) > 60
+    assert lesion.sum() > 30, "the lesion is not in the view"
+    ys, xs = np.nonzero(lesion)
+    cy, cx = ys.mean(), xs.mean()
+    radius = max(np.ptp(ys), np.ptp(xs)) / 2 + 1
+    yy, xx = np.indices(lesion.shape)
+    near = (yy - cy) ** 2 + (xx - cx) ** 2 <= (2.5 * radius) ** 2
+    brain = anatomy.sum(-1) > 60
+    # the heatmap covers most of the lesion ...
+    assert coloured[lesion].mean() > 0.6, f"{coloured[lesion].mean():.2f} of the lesion is coloured"
+    # ... and does not dominate elsewhere: most coloured pixels are near the lesion, and
+    # far from it almost all of the brain keeps its grey values
+    assert coloured[near].sum() > 0.5 * coloured.sum()
+    far_brain = brain & ~near
+    assert coloured[far_brain].mean() < 0.1, f"{coloured[far_brain].mean():.2f} of the brain is coloured"
+    # the heatmap's colours are warm (red/yellow) over the lesion
+    over = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)[lesion & coloured]
+    assert (over[:, 0] > over[:, 2]).mean() > 0.9

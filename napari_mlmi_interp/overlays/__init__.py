@@ -5,6 +5,20 @@ May import napari; never imports Qt (checked by import-linter).
 
 from __future__ import annotations
 
+from .explanation_layers import (
+    add_explanation_layers,
+    add_layer,
+    compare_layers,
+    contour_layer_data,
+    end_compare,
+    explanation_layer_data,
+    heatmap_layer_data,
+    isosurface_layer_data,
+    layer_name,
+    robust_scale,
+    set_contour_percent,
+    shared_scale,
+)
 from .volume_layers import (
     LPS_AXIS_LABELS,
     contrast_limits,
@@ -14,15 +28,29 @@ from .volume_layers import (
     set_radiological_view,
     viewer_camera,
     volume_layer_data,
+    volume_of_layer,
 )
 
 __all__ = [
     "LPS_AXIS_LABELS",
+    "add_explanation_layers",
+    "add_layer",
+    "compare_layers",
+    "contour_layer_data",
     "contrast_limits",
+    "end_compare",
+    "explanation_layer_data",
     "geometry_from_layer_state",
+    "heatmap_layer_data",
     "is_label_map",
+    "isosurface_layer_data",
+    "layer_name",
     "layer_volume",
+    "robust_scale",
+    "set_contour_percent",
     "set_radiological_view",
+    "shared_scale",
     "viewer_camera",
     "volume_layer_data",
+    "volume_of_layer",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "set_radiological_view",
     "viewer_camera",
     "volume_layer_data",
+    "volume_of_layer",
 ]
 
 #: napari world axes when layers carry ``index_to_lps``.
@@ -193,3 +194,21 @@ def viewer_camera(viewer: napari.Viewer):
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def volume_of_layer(layer: Any) -> Volume:
+    """The Volume an image or labels layer shows, in LPS mm.
+
+    The Volume the layer was made from (``metadata["volume"]``) when the layer still
+    shows it unchanged (same data shape and world transform); else one rebuilt from the
+    layer's data and full data-to-world transform (:func:`layer_volume`).
+    """
+    data, state, _kind = layer.as_layer_data_tuple()
+    meta = layer.metadata or {}
+    source = meta.get("volume")
+    axes = meta.get("axes")
+    if isinstance(source, Volume) and axes is not None:
+        shown = source.geometry.transposed(tuple(axes))
+        if tuple(np.shape(data)) == shown.shape and geometry_from_layer_state(data, state).same_grid(shown):
+            return source
+    return layer_volume(data, state, name=layer.name)

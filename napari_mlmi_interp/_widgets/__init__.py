@@ -1,0 +1,9 @@
+"""Qt dock widgets (thin: they gather choices, run pure compute in a napari worker, and hand
+results to the napari adapters in :mod:`napari_mlmi_interp.overlays`)."""
+
+from __future__ import annotations
+
+from .explain_widget import ExplainWidget
+from .prototype_widget import PrototypeWidget
+
+__all__ = ["ExplainWidget", "PrototypeWidget"]

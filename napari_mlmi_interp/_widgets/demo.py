@@ -1,0 +1,160 @@
+"""The one-command demo: sample scan, demo classifier, Grad-CAM and IG overlays, prototype panel.
+
+``mlmi-interp demo`` calls :func:`run_demo`. With a screenshot path it renders (under a
+virtual display when there is none), writes the PNGs and a results JSON, and closes;
+otherwise napari stays open for the reader.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIZE = (1500, 950)
+
+
+def _distance_mm(volume, mask: np.ndarray, lps: np.ndarray) -> float:
+    idx = np.argwhere(mask > 0)
+    return float(np.sqrt(((volume.geometry.to_lps(idx) - lps) ** 2).sum(axis=1)).min())
+
+
+def build_demo(viewer) -> dict[str, Any]:
+    """Fill ``viewer``: scan, lesion mask, Grad-CAM and IG overlays, Explain and prototype panels.
+
+    Returns the widgets, layers and a JSON-ready summary.
+    """
+    from ..explain import explain, prototype_report
+    from ..models import resolve_model
+    from ..overlays import add_layer, set_radiological_view, volume_layer_data
+    from ..sample import LESION_CENTRE_LPS, make_sample
+    from .explain_widget import ExplainWidget
+    from .prototype_widget import PrototypeWidget
+
+    sample = make_sample()
+    scan_layer = add_layer(viewer, volume_layer_data(sample.scan))
+    mask_layer = add_layer(
+        viewer, volume_layer_data(sample.mask, layer_type="labels", opacity=0.35, name="lesion mask (truth)")
+    )
+    mask_layer.visible = (
+        False  # the reader compares the overlays with the anatomy; the truth is one click away
+    )
+
+    explain_widget = ExplainWidget(viewer)
+    proto_widget = PrototypeWidget(viewer)
+    viewer.window.add_dock_widget(explain_widget, name="Explain", area="right")
+    viewer.window.add_dock_widget(proto_widget, name="Prototypes", area="right")
+
+    classifier = resolve_model("lesion-classifier")
+    summary: dict[str, Any] = {"lesion_centre_lps_mm": list(LESION_CENTRE_LPS), "explanations": []}
+    model_input = None
+    layers = {}
+    for method in ("integrated_gradients", "gradcam"):
+        result = explain(sample.scan, classifier, method, target="lesion", model_input=model_input)
+        model_input = result.prediction.model_input
+        layers[method] = explain_widget.show_result(result, scan_layer.name)
+        summary["explanations"].append(
+            {
+                **result.summary(),
+                "peak_to_lesion_mm": round(
+                    _distance_mm(sample.scan, sample.mask.array, result.peak_lps()), 2
+                ),
+            }
+        )
+    for layer in layers["integrated_gradients"].values():
+        layer.visible = False  # Grad-CAM on top; IG one click away (or use Compare)
+
+    protonet = resolve_model("lesion-protonet")
+    report = prototype_report(sample.scan, protonet, top=5)
+    proto_widget.set_report(report, scan_layer.name)
+    summary["prototypes"] = {
+        "model": protonet.spec.name,
+        "prediction": report.prediction.to_dict(),
+        "target": report.target_name,
+        "top": [m.summary() for m in report.matches],
+    }
+    set_radiological_view(viewer, "axial")
+    viewer.dims.point = tuple(float(c) for c in LESION_CENTRE_LPS)
+    viewer.layers.selection.active = layers["gradcam"]["heatmap"]
+    return {
+        "summary": summary,
+        "explain_widget": explain_widget,
+        "prototype_widget": proto_widget,
+        "layers": layers,
+        "scan_layer": scan_layer,
+        "sample": sample,
+    }
+
+
+def run_demo(out_dir: str | Path, screenshot: str | Path | None = None) -> dict[str, Any]:
+    """Open the demo; with ``screenshot``, write PNGs (2D, 3D, prototype panel) and close.
+
+    Returns the summary written to ``<out_dir>/demo_results.json``.
+    """
+    import napari
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="napari-mlmi-interp demo", show=True)
+    viewer.window.resize(*SIZE)
+    demo = build_demo(viewer)
+    summary = demo["summary"]
+    if screenshot is None:
+        (out / "demo_results.json").write_text(json.dumps(summary, indent=2))
+        napari.run()
+        return summary
+    shot = Path(screenshot)
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    summary["screenshots"] = save_screenshots(viewer, demo, shot)
+    (out / "demo_results.json").write_text(json.dumps(summary, indent=2))
+    viewer.close()
+    return summary
+
+
+def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]:
+    """The 2D view (whole window), the 3D view with the isosurface, the prototype panel."""
+    from qtpy.QtWidgets import QApplication
+
+    from ..overlays import set_radiological_view, viewer_camera
+
+    paths = {}
+    QApplication.processEvents()
+    image = viewer.screenshot(str(shot), canvas_only=False, flash=False)
+    if image is None or not np.any(np.asarray(image)[..., :3]):
+        raise RuntimeError("the screenshot is blank: no OpenGL rendering (is a display present?)")
+    paths["2d"] = str(shot)
+
+    surface = demo["layers"]["gradcam"].get("surface")
+    heat = demo["layers"]["gradcam"]["heatmap"]
+    contour = demo["layers"]["gradcam"]["contour"]
+    viewer.dims.ndisplay = 3
+    if surface is not None:
+        surface.visible = True
+    heat.visible = contour.visible = False
+    scan = demo["scan_layer"]
+    scan.rendering = "attenuated_mip"
+    scan.attenuation = 0.08
+    scan.opacity = 0.35
+    camera = viewer_camera(viewer)
+    camera.angles = (-15.0, 35.0, 80.0)
+    viewer.reset_view()
+    camera.zoom *= 1.25
+    QApplication.processEvents()
+    three_d = shot.with_name(shot.stem + "_3d" + shot.suffix)
+    viewer.screenshot(str(three_d), canvas_only=True, flash=False)
+    paths["3d"] = str(three_d)
+    viewer.dims.ndisplay = 2
+    scan.rendering, scan.opacity = "mip", 1.0
+    heat.visible = contour.visible = True
+    if surface is not None:
+        surface.visible = False
+    set_radiological_view(viewer, "axial")
+
+    panel = shot.with_name(shot.stem + "_prototypes" + shot.suffix)
+    widget = demo["prototype_widget"]
+    widget.resize(460, 640)
+    widget.grab().save(str(panel))
+    paths["prototypes"] = str(panel)
+    return paths

@@ -1,0 +1,339 @@
+"""Explanations as napari layers: heatmap, top-k contour, isosurface, similarity maps.
+
+Every layer is built on the scan's own geometry through :func:`volume_layer_data`, so its
+affine equals the scan layer's (world = LPS mm). napari adapter: may import napari, never Qt.
+
+Display conventions (what a reader expects from a heat map on anatomy):
+
+- the layer's data is the native-grid map divided by its *robust scale* (the 99.5th
+  percentile of ``|map|`` over the voxels where it is not zero), so every heatmap shares
+  the limits ``[0, 1]`` (non-negative maps) or ``[-1, 1]`` (signed maps) and two methods
+  can be compared by eye; a ``scale`` can be shared across layers instead
+  (:func:`shared_scale`). ``metadata["scale"]`` keeps the divisor, so values stay exact.
+- non-negative maps use a sequential colormap fading from transparent (0) through red
+  to yellow; signed maps a diverging blue-transparent-red one centred at 0. Values near 0
+  are transparent, so the anatomy stays readable under translucent blending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..io.volume import Volume
+from ..metrics.regions import topk_mask
+from .volume_layers import volume_layer_data
+
+__all__ = [
+    "add_explanation_layers",
+    "add_layer",
+    "compare_layers",
+    "contour_layer_data",
+    "diverging_colormap",
+    "end_compare",
+    "explanation_layer_data",
+    "heatmap_layer_data",
+    "isosurface_layer_data",
+    "layer_name",
+    "robust_scale",
+    "sequential_colormap",
+    "set_contour_percent",
+    "shared_scale",
+    "topk_labels",
+]
+
+
+def layer_name(scan_name: str, method_title: str, target_name: str, suffix: str = "") -> str:
+    """``<scan> · <method> · <target>`` (plus `` · suffix``)."""
+    name = f"{scan_name} · {method_title} · {target_name}"
+    return f"{name} · {suffix}" if suffix else name
+
+
+def robust_scale(array: np.ndarray, percentile: float = 99.5) -> float:
+    """The ``percentile`` of ``|array|`` over its non-zero voxels (1.0 for an all-zero map)."""
+    a = np.abs(np.asarray(array, dtype=np.float64))
+    nz = a[a > 0]
+    if nz.size == 0:
+        return 1.0
+    value = float(np.percentile(nz, percentile))
+    return value if value > 0 else float(nz.max())
+
+
+def shared_scale(arrays: list[np.ndarray], percentile: float = 99.5) -> float:
+    """One scale for several maps (the largest of their robust scales): a fair comparison."""
+    return max(robust_scale(a, percentile) for a in arrays)
+
+
+def sequential_colormap():
+    """Transparent at 0, then dark red, red, orange, yellow at 1 (for non-negative maps)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(
+        colors=[
+            [0.0, 0.0, 0.0, 0.0],
+            [0.55, 0.0, 0.0, 0.55],
+            [0.95, 0.15, 0.0, 0.8],
+            [1.0, 0.6, 0.0, 0.9],
+            [1.0, 1.0, 0.35, 1.0],
+        ],
+        controls=[0.0, 0.15, 0.45, 0.75, 1.0],
+        name="mlmi-heat",
+        display_name="heat (transparent at 0)",
+    )
+
+
+def diverging_colormap():
+    """Blue at -1, transparent at 0, red at +1 (for signed maps; limits kept symmetric)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(
+        colors=[
+            [0.55, 0.85, 1.0, 1.0],
+            [0.0, 0.35, 1.0, 0.85],
+            [0.0, 0.1, 0.6, 0.45],
+            [0.0, 0.0, 0.0, 0.0],
+            [0.6, 0.0, 0.0, 0.45],
+            [1.0, 0.2, 0.0, 0.85],
+            [1.0, 0.9, 0.3, 1.0],
+        ],
+        controls=[0.0, 0.25, 0.42, 0.5, 0.58, 0.75, 1.0],
+        name="mlmi-diverging",
+        display_name="diverging (transparent at 0)",
+    )
+
+
+def heatmap_layer_data(
+    native: Volume,
+    *,
+    signed: bool,
+    name: str | None = None,
+    scale: float | None = None,
+    blending: str = "translucent",
+    opacity: float = 0.8,
+    metadata: dict[str, Any] | None = None,
+) -> tuple:
+    """Image LayerData for a native-grid attribution map (see the module notes).
+
+    Parameters
+    ----------
+    native : Volume
+        The map on the scan's grid (``Explanation.native``).
+    signed : bool
+        Diverging colormap and symmetric limits ``[-1, 1]``; else sequential ``[0, 1]``.
+    scale : float, optional
+        Divide by this instead of the map's own :func:`robust_scale` (share it across
+        layers to compare methods on one scale).
+    blending : {"translucent", "additive"}
+    """
+    if blending not in ("translucent", "additive", "translucent_no_depth"):
+        raise ValueError(f"blending must be 'translucent' or 'additive', got {blending!r}")
+    s = float(scale) if scale else robust_scale(native.array)
+    shown = native.with_array((native.array / s).astype(np.float32), name=name or native.name)
+    data, attrs, kind = volume_layer_data(shown, layer_type="image")
+    attrs.update(
+        colormap=diverging_colormap() if signed else sequential_colormap(),
+        contrast_limits=(-1.0, 1.0) if signed else (0.0, 1.0),
+        blending=blending,
+        opacity=opacity,
+        interpolation2d="linear",
+        interpolation3d="linear",
+        rendering="mip" if not signed else "attenuated_mip",
+    )
+    attrs["metadata"].update({"kind": "heatmap", "scale": s, "signed": bool(signed), **(metadata or {})})
+    return data, attrs, kind
+
+
+def topk_labels(native: Volume, percent: float) -> np.ndarray:
+    """uint8 mask (1 = in the top ``percent`` % with positive attribution), source array order."""
+    return topk_mask(native.array, percent).astype(np.uint8)
+
+
+def contour_layer_data(
+    native: Volume,
+    *,
+    percent: float = 5.0,
+    name: str | None = None,
+    color: tuple[float, float, float, float] = (0.2, 1.0, 0.3, 1.0),
+    metadata: dict[str, Any] | None = None,
+) -> tuple:
+    """Labels LayerData outlining the top ``percent`` % region (napari contour mode).
+
+    ``metadata["percent"]`` records k; :func:`topk_labels` recomputes the data when k
+    changes (the layer stays in the scan's geometry: only its data changes).
+    """
+    mask = native.with_array(topk_labels(native, percent), name=name or f"{native.name} · top {percent:g}%")
+    data, attrs, kind = volume_layer_data(mask, layer_type="labels")
+    from napari.utils.colormaps import DirectLabelColormap
+
+    attrs.update(
+        opacity=1.0,
+        colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: color}),
+    )
+    attrs["metadata"].update(
+        {"kind": "contour", "percent": float(percent), "source": native, **(metadata or {})}
+    )
+    return data, attrs, kind  # set ``layer.contour = 1`` once added (not a constructor argument)
+
+
+def isosurface_layer_data(
+    native: Volume,
+    *,
+    percent: float = 5.0,
+    name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple | None:
+    """Surface LayerData of the top ``percent`` % region, by marching cubes in LPS mm.
+
+    The mesh is computed in voxel indices on the native grid (scikit-image
+    ``marching_cubes``), then every vertex is mapped to LPS mm with the scan's
+    ``index_to_lps`` (oblique and anisotropic grids included), so the layer needs no
+    transform. Vertex values are the map there (normalised), coloured like the heatmap.
+    Returns None when the region is empty.
+    """
+    from skimage.measure import marching_cubes
+
+    mask = topk_mask(native.array, percent)
+    if not mask.any():
+        return None
+    padded = np.pad(mask.astype(np.float32), 1)
+    verts, faces, _normals, _values = marching_cubes(padded, level=0.5)
+    verts_index = verts - 1.0  # undo the padding
+    verts_lps = native.geometry.to_lps(verts_index)
+    scale = robust_scale(native.array)
+    from scipy.ndimage import map_coordinates
+
+    values = map_coordinates(native.array.astype(np.float32), verts_index.T, order=1, mode="nearest") / scale
+    attrs = {
+        "name": name or f"{native.name} · surface",
+        "colormap": "inferno",
+        "contrast_limits": (0.0, max(1e-6, float(np.max(values)))),
+        "opacity": 0.7,
+        "blending": "translucent",
+        "shading": "smooth",
+        "units": "mm",
+        "axis_labels": ("L", "P", "S"),
+        "metadata": {"kind": "isosurface", "percent": float(percent), **(metadata or {})},
+    }
+    return (verts_lps.astype(np.float32), faces.astype(np.int64), values.astype(np.float32)), attrs, "surface"
+
+
+# --- viewer operations (napari only) -------------------------------------------------------------
+
+
+def add_layer(viewer: Any, layer_data: tuple) -> Any:
+    """Add one LayerData tuple to ``viewer``; the new layer."""
+    added = viewer._add_layer_from_data(*layer_data)
+    return added[0] if isinstance(added, list) else added
+
+
+def explanation_layer_data(
+    explanation: Any,
+    *,
+    scan_name: str,
+    method_title: str,
+    percent: float = 5.0,
+    scale: float | None = None,
+    blending: str = "translucent",
+    surface: bool = True,
+) -> dict[str, tuple]:
+    """The LayerData of an Explanation's heatmap, top-k contour and (optionally) isosurface.
+
+    Pure computation (scaling, top-k, marching cubes): run it off the GUI thread, then
+    :func:`add_explanation_layers` only adds the layers. Names are ``<scan> · <method> ·
+    <target>`` (contour `` · top k%``, surface `` · surface``); every layer carries
+    ``metadata["group"]`` (that name).
+    """
+    base = layer_name(scan_name, method_title, explanation.target["name"])
+    common = {"group": base, "method": explanation.method, "peak_lps": explanation.peak_lps().tolist()}
+    out = {
+        "heatmap": heatmap_layer_data(
+            explanation.native,
+            signed=explanation.signed,
+            name=base,
+            scale=scale,
+            blending=blending,
+            metadata=common,
+        ),
+        "contour": contour_layer_data(
+            explanation.native, percent=percent, name=f"{base} · top {percent:g}%", metadata=common
+        ),
+    }
+    if surface:
+        data = isosurface_layer_data(
+            explanation.native, percent=percent, name=f"{base} · surface", metadata=common
+        )
+        if data is not None:
+            out["surface"] = data
+    return out
+
+
+def add_explanation_layers(
+    viewer: Any, layer_data: dict[str, tuple], *, replace: bool = True
+) -> dict[str, Any]:
+    """Add the layers from :func:`explanation_layer_data` (or some of them); returns them by kind.
+
+    With ``replace``, layers of an earlier run with the same name group are removed first, so
+    a second run of the same method and target replaces its layers instead of piling them up.
+    """
+    if replace:
+        group = next(iter(layer_data.values()))[1]["metadata"]["group"]
+        for layer in [ly for ly in viewer.layers if ly.metadata.get("group") == group]:
+            viewer.layers.remove(layer)
+    out = {kind: add_layer(viewer, data) for kind, data in layer_data.items()}
+    if "contour" in out:
+        out["contour"].contour = 1
+    if "surface" in out:
+        out["surface"].visible = viewer.dims.ndisplay == 3
+    return out
+
+
+def set_contour_percent(layer: Any, percent: float) -> None:
+    """Recompute a contour layer for a new k (its geometry is untouched)."""
+    source = layer.metadata.get("source")
+    if source is None:
+        return
+    mask = topk_labels(source, percent)
+    axes = layer.metadata.get("axes", (0, 1, 2))
+    layer.data = np.ascontiguousarray(np.transpose(mask, axes))
+    layer.metadata["percent"] = float(percent)
+    group = layer.metadata.get("group")
+    if group:
+        layer.name = f"{group} · top {percent:g}%"
+
+
+def compare_layers(viewer: Any, heatmaps: list[Any], anatomy: Any) -> list[Any]:
+    """Side by side (napari grid mode): each heatmap over its own view of the anatomy.
+
+    The anatomy layer is shown once per heatmap (new layers sharing its data array, no
+    copy); every other layer is hidden; all cells show the same slice. Returns the layers
+    added (remove them, or call :func:`end_compare`, to go back).
+    """
+    if len(heatmaps) < 2:
+        raise ValueError("compare needs two or more heatmap layers")
+    added = []
+    for layer in viewer.layers:
+        layer.visible = False
+    for heat in heatmaps:
+        data, attrs, kind = anatomy.as_layer_data_tuple()
+        attrs = {k: v for k, v in attrs.items() if k not in ("name",)}
+        attrs["name"] = f"{anatomy.name} [{heat.name}]"
+        attrs["metadata"] = {**attrs.get("metadata", {}), "kind": "compare-anatomy"}
+        copy = add_layer(viewer, (data, attrs, kind))
+        added.append(copy)
+        viewer.layers.move(viewer.layers.index(copy), viewer.layers.index(heat))
+        copy.visible = heat.visible = True
+    viewer.grid.stride = 2
+    viewer.grid.enabled = True
+    return added
+
+
+def end_compare(viewer: Any) -> None:
+    """Leave compare mode: drop the anatomy copies, turn grid mode off, show all layers."""
+    for layer in [ly for ly in viewer.layers if ly.metadata.get("kind") == "compare-anatomy"]:
+        viewer.layers.remove(layer)
+    viewer.grid.enabled = False
+    viewer.grid.stride = 1
+    for layer in viewer.layers:
+        if layer.metadata.get("kind") != "isosurface" or viewer.dims.ndisplay == 3:
+            layer.visible = True
