@@ -40,6 +40,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Address-space limit of the memory probes (GB): Captum's default IG call at 128³ would
+#: need more than the machine has; under the limit it fails with an out-of-memory error.
+LIMIT_GB = 12
+#: The IG batch sweep skips batches whose activations would exceed this (GB).
+SWEEP_MAX_GB = 8
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 
 FULL = {
@@ -234,14 +239,17 @@ def probe(spec: dict) -> dict:
     torch.set_num_threads(2)
     s = setup(spec["model"], spec["size"])
     before = _rss_mb()
-    if spec["what"] == "plugin_ig":
-        result = plugin(s, "integrated_gradients", {"n_steps": spec["steps"]}, spec["budget_mb"])
-        extra = {"internal_batch_size": result.params["internal_batch_size"]}
-    elif spec["what"] == "captum_ig_default":
-        captum_ig(s, spec["steps"], None)
-        extra = {}
-    else:  # pragma: no cover - guarded by the caller
-        raise ValueError(spec["what"])
+    try:
+        if spec["what"] == "plugin_ig":
+            result = plugin(s, "integrated_gradients", {"n_steps": spec["steps"]}, spec["budget_mb"])
+            extra = {"internal_batch_size": result.params["internal_batch_size"]}
+        elif spec["what"] == "captum_ig_default":
+            captum_ig(s, spec["steps"], None)
+            extra = {}
+        else:  # pragma: no cover - guarded by the caller
+            raise ValueError(spec["what"])
+    except (RuntimeError, MemoryError) as exc:  # the address-space limit was hit
+        return {"peak_mb": None, "error": f"out of memory under a {LIMIT_GB} GB limit: {str(exc)[:120]}"}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
     return {"peak_mb": round(peak - before, 1), **extra}
 
@@ -258,12 +266,16 @@ def run_probe(spec: dict) -> dict:
     env = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
     import os
 
+    def limit() -> None:  # a call that would take the machine's memory fails instead
+        resource.setrlimit(resource.RLIMIT_AS, (LIMIT_GB * 1024**3, LIMIT_GB * 1024**3))
+
     proc = subprocess.run(
         [sys.executable, __file__, "--probe", json.dumps(spec)],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
         check=False,
+        preexec_fn=limit,
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -329,10 +341,13 @@ def run(cfg: dict) -> dict:
                 t_plugin = best_time(
                     partial(plugin, s, "integrated_gradients", ig, cfg["budget_mb"]), 1, warm=False
                 )
+                from napari_mlmi_interp.explain.budget import per_sample_bytes
+
+                sample_gb = per_sample_bytes(s["net"], s["x"]) / 1024**3
                 sweep = {}
                 for b in cfg["ig_sweep"]:
-                    if b > steps:
-                        continue
+                    if b > steps or (b > 1 and b * sample_gb > SWEEP_MAX_GB):
+                        continue  # more than the machine can hold
                     sweep[b] = best_time(partial(captum_ig, s, steps, b), 1, warm=False)
                 best_b = min(sweep, key=sweep.get)
                 rows.append(

@@ -413,7 +413,8 @@ def test_cache_is_bounded_least_recently_used_first(tmp_path, small):
     assert cache.hits == before + 1  # saliency survived; input_x_gradient was evicted
 
 
-def test_auto_batch_sizes_follow_the_memory_budget(small):
+def test_auto_batch_sizes_follow_the_memory_budget(small, monkeypatch):
+    from napari_mlmi_interp.explain import budget
     from napari_mlmi_interp.explain.budget import per_sample_bytes
 
     model, vol = small
@@ -430,6 +431,10 @@ def test_auto_batch_sizes_follow_the_memory_budget(small):
     assert tight.provenance["memory"]["per_sample_mb"] == pytest.approx(sample / 1024**2, abs=1e-3)
     # the batch size changes the work's grouping, not the map
     np.testing.assert_allclose(tight.model_map, roomy.model_map, rtol=1e-4, atol=1e-7)
+    # on a CPU a batch also stays under CPU_BATCH_MB, whatever the budget
+    monkeypatch.setattr(budget, "CPU_BATCH_MB", 2.5 * sample / 1024**2)
+    capped = explain(vol, model, "integrated_gradients", params={"n_steps": 20}, memory_budget_mb=1000)
+    assert capped.params["internal_batch_size"] == 2
 
 
 def test_a_model_input_prepared_for_another_spec_is_not_reused(small):

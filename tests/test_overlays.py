@@ -61,7 +61,10 @@ def test_heatmap_and_contour_share_the_scans_affine_and_keep_the_peak():
     world = attrs["affine"] @ np.r_[peak_index, 1.0]
     np.testing.assert_allclose(world[:3], g.to_lps([11, 5, 17]), atol=1e-6)
     _, unsigned_attrs, _ = heatmap_layer_data(native, signed=False, scale=2.0)
-    assert unsigned_attrs["contrast_limits"] == (0.0, 1.0) and unsigned_attrs["metadata"]["scale"] == 2.0
+    assert unsigned_attrs["metadata"]["scale"] == 2.0
+    # non-negative maps: the display starts at the 90th percentile of the positive values
+    positive = amap[amap > 0] / 2.0
+    assert unsigned_attrs["contrast_limits"] == pytest.approx((min(np.percentile(positive, 90), 0.9), 1.0))
     cdata, cattrs, ckind = contour_layer_data(native, percent=2.0)
     assert ckind == "labels" and cattrs["metadata"]["kind"] == "contour"
     np.testing.assert_allclose(cattrs["affine"], scan_attrs["affine"])
@@ -75,7 +78,7 @@ def test_isosurface_vertices_are_in_lps_mm_on_an_oblique_grid():
     g = _oblique_geometry()
     amap = np.zeros(g.shape, np.float32)
     amap[6:10, 8:14, 10:18] = 1.0  # 4 x 6 x 8 voxels = 192 voxels, 2.3 % of the volume
-    (verts, faces, values), attrs, kind = isosurface_layer_data(Volume(amap, g), percent=5.0)
+    (verts, faces, values), _attrs, kind = isosurface_layer_data(Volume(amap, g), percent=5.0)
     assert kind == "surface" and faces.shape[1] == 3 and len(values) == len(verts)
     # the mesh encloses the block: its vertices' centre is the block's centre in LPS
     centre = g.to_lps(np.array([7.5, 10.5, 13.5]))

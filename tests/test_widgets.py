@@ -142,6 +142,16 @@ def test_overlay_layers_can_be_toggled_moved_and_deleted(viewer_with_sample, qtb
     _wait_idle(qtbot, widget)
     heatmaps = [ly for ly in viewer.layers if ly.metadata.get("kind") == "heatmap"]
     assert len(heatmaps) == 2
+    # one scale for both (values stay exact: data x scale is the map), then each its own again
+    products = [np.asarray(h.data) * h.metadata["scale"] for h in heatmaps]
+    widget.shared.setChecked(True)
+    assert heatmaps[0].metadata["scale"] == heatmaps[1].metadata["scale"]
+    for h, product in zip(heatmaps, products, strict=True):
+        np.testing.assert_allclose(np.asarray(h.data) * h.metadata["scale"], product, rtol=1e-5, atol=1e-9)
+    widget.shared.setChecked(False)
+    assert heatmaps[0].metadata["scale"] != heatmaps[1].metadata["scale"]
+    widget.blending.setCurrentText("additive")
+    assert all(h.blending == "additive" for h in heatmaps)
     widget.compare_button.setChecked(True)
     assert viewer.grid.enabled and viewer.grid.stride == 2
     widget.compare_button.setChecked(False)
@@ -181,3 +191,26 @@ def test_prototype_panel_lists_prototypes_and_jumps_to_a_peak(viewer_with_sample
     np.testing.assert_allclose(layer.affine.affine_matrix, scan.affine.affine_matrix)
     # the current slice is the peak's: the point is the peak in every axis
     np.testing.assert_allclose(np.asarray(viewer.dims.point), match.peak_lps, atol=1.0)
+
+
+def test_reference_panel_for_a_model_without_prototypes(viewer_with_sample, qtbot, tmp_path):
+    from napari_mlmi_interp._widgets import PrototypeWidget
+    from napari_mlmi_interp.io import save
+    from napari_mlmi_interp.synthetic import make_subject, split_seeds
+
+    for i, seed in enumerate(split_seeds("test", 3)):
+        save(make_subject(seed).scan, tmp_path / f"ref{i}.nii.gz")
+    viewer, _scan, _mask = viewer_with_sample
+    widget = PrototypeWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Prototypes")
+    widget.model.setCurrentIndex(widget.model.findText("lesion-classifier"))
+    widget.run()  # no library chosen yet: a message, nothing runs
+    assert "reference library" in widget.status.text() and widget._worker is None
+    widget.library.setText(str(tmp_path))
+    widget.top.setValue(3)
+    widget.run()
+    qtbot.waitUntil(lambda: widget._worker is None and widget.list.count() == 3, timeout=60_000)
+    assert all(np.isfinite(m.similarity) for m in widget.references)
+    n = len(viewer.layers)
+    layer = widget.open_reference(0)
+    assert len(viewer.layers) == n + 1 and layer.name.startswith("reference · ")

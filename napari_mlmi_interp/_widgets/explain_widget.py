@@ -32,6 +32,7 @@ from ..overlays import (
     compare_layers,
     end_compare,
     explanation_layer_data,
+    rescale_heatmaps,
     set_contour_percent,
     volume_of_layer,
 )
@@ -108,6 +109,13 @@ class ExplainWidget(QWidget):
         self.budget.setValue(int(default_budget_mb()))
         self.budget.setSuffix(" MB")
         self.budget.setToolTip("memory for internal batches (Integrated Gradients, SmoothGrad, occlusion)")
+        self.blending = QComboBox()
+        self.blending.addItems(["translucent", "additive"])
+        self.blending.setToolTip("how heatmaps combine with the anatomy")
+        self.shared = QCheckBox("one scale for all heatmaps (fair comparison)")
+        self.shared.setToolTip(
+            "off: each heatmap is scaled by its own 99.5th percentile; on: all by the largest of those"
+        )
         self.surface = QCheckBox("isosurface for the 3D view")
         self.surface.setChecked(True)
         self.run_button = QPushButton("Run")
@@ -133,6 +141,8 @@ class ExplainWidget(QWidget):
         overlay = QFormLayout()
         overlay.addRow("memory budget", self.budget)
         overlay.addRow("contour: top", self.percent)
+        overlay.addRow("heatmap blending", self.blending)
+        overlay.addRow("", self.shared)
         overlay.addRow("", self.surface)
         layout.addLayout(overlay)
         buttons = QHBoxLayout()
@@ -152,6 +162,8 @@ class ExplainWidget(QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.percent.valueChanged.connect(self._on_percent)
+        self.blending.currentTextChanged.connect(self._on_blending)
+        self.shared.toggled.connect(lambda _on: self._apply_scales())
         self.compare_button.toggled.connect(self._on_compare)
         events = self.viewer.layers.events
         for name in ("inserted", "removed", "moved", "reordered"):
@@ -463,6 +475,10 @@ class ExplainWidget(QWidget):
     def _report(self, result: Explanation, layers: dict[str, Any]) -> None:
         self._adding = False
         self.last_result = result
+        if "heatmap" in layers:
+            layers["heatmap"].blending = self.blending.currentText()
+            if self.shared.isChecked():
+                self._apply_scales()
         pred = result.prediction
         if pred.probabilities is not None:
             said = f"{pred.label} (p = {pred.probabilities[pred.predicted]:.3f})"
@@ -471,7 +487,7 @@ class ExplainWidget(QWidget):
         peak = ", ".join(f"{v:.1f}" for v in result.peak_lps())
         self.status.setText(
             f"{pred.model}: {said}. {get_method(result.method).title} for '{result.target['name']}' in "
-            f"{result.timings.get('total', 0):.1f} s; peak at LPS ({peak}) mm."
+            f"{result.timings.get('total', 0):.2f} s; peak at LPS ({peak}) mm."
         )
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
@@ -504,6 +520,17 @@ class ExplainWidget(QWidget):
         for layer in list(self.viewer.layers):
             if layer.metadata.get("kind") == "contour":
                 set_contour_percent(layer, value)
+
+    def _heatmaps(self) -> list:
+        return [ly for ly in self.viewer.layers if ly.metadata.get("kind") == "heatmap"]
+
+    def _on_blending(self, mode: str) -> None:
+        for layer in self._heatmaps():
+            layer.blending = mode
+
+    def _apply_scales(self) -> None:
+        """Shared scale on: every heatmap divided by the largest robust scale; off: their own."""
+        rescale_heatmaps(self._heatmaps(), None if self.shared.isChecked() else 0)
 
     def _on_compare(self, on: bool) -> None:
         if not on:

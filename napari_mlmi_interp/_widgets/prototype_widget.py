@@ -1,14 +1,18 @@
-"""The prototype panel: "this looks like that" for prototype networks.
+"""The prototype panel: "this looks like that" for prototype networks, nearest cases otherwise.
 
-For the chosen scan and prototype model it lists the top-N prototypes for the decision:
+For the chosen scan and a prototype model it lists the top-N prototypes for the decision:
 three orthogonal slices through each prototype's source patch, its similarity, class
 weight and contribution (similarity x weight). Clicking a prototype adds its similarity
 map as a heatmap layer (in the scan's geometry) and moves the viewer to its peak.
+For other classification models it lists, in the same layout, the nearest cases of a
+reference library (a folder of scans, indexed once per model; see
+:class:`~napari_mlmi_interp.explain.ReferenceLibrary`); clicking one opens that case.
 The computation runs in a napari worker thread.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +20,11 @@ from qtpy.QtCore import QSize, Qt, Signal
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -26,7 +33,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..explain import PrototypeReport, prototype_report
+from ..explain import PrototypeReport, ReferenceLibrary, prototype_report
 from ..models import available_models, resolve_model
 from ..overlays import add_layer, heatmap_layer_data, volume_of_layer
 from .explain_widget import _image_layers
@@ -69,9 +76,14 @@ class PrototypeWidget(QWidget):
         self._worker = None
         self.scan = QComboBox()
         self.model = QComboBox()
-        for spec in available_models():
-            if spec.prototype:
-                self.model.addItem(spec.name)
+        specs = [s for s in available_models() if s.task == "classification"]
+        for spec in sorted(specs, key=lambda s: not s.prototype):  # prototype models first
+            self.model.addItem(spec.name, bool(spec.prototype))
+        self.library = QLineEdit()
+        self.library.setPlaceholderText("reference library: a folder of scans (models without prototypes)")
+        self.browse = QPushButton("…")
+        self.browse.setMaximumWidth(32)
+        self.references: list = []
         self.top = QSpinBox()
         self.top.setRange(1, 50)
         self.top.setValue(5)
@@ -83,6 +95,10 @@ class PrototypeWidget(QWidget):
         form = QFormLayout()
         form.addRow("scan", self.scan)
         form.addRow("model", self.model)
+        library_row = QHBoxLayout()
+        library_row.addWidget(self.library)
+        library_row.addWidget(self.browse)
+        form.addRow("library", library_row)
         form.addRow("top", self.top)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -90,7 +106,8 @@ class PrototypeWidget(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.list, 1)
         self.run_button.clicked.connect(self.run)
-        self.list.itemClicked.connect(lambda item: self.show_prototype(self.list.row(item)))
+        self.browse.clicked.connect(self._pick_library)
+        self.list.itemClicked.connect(self._on_click)
         for name in ("inserted", "removed", "reordered"):
             if hasattr(self.viewer.layers.events, name):
                 getattr(self.viewer.layers.events, name).connect(self.refresh_layers)
@@ -127,14 +144,67 @@ class PrototypeWidget(QWidget):
             return
         volume = volume_of_layer(self.viewer.layers[name])
         top = self.top.value()
-        self.status.setText("Comparing the scan with the prototypes…")
         self.run_button.setEnabled(False)
-        worker = create_worker(lambda: prototype_report(volume, model, top=top), _ignore_errors=True)
-        worker.returned.connect(lambda report: self.set_report(report, name))
+        if self.model.currentData():
+            self.status.setText("Comparing the scan with the prototypes…")
+            worker = create_worker(lambda: prototype_report(volume, model, top=top), _ignore_errors=True)
+            worker.returned.connect(lambda report: self.set_report(report, name))
+        else:
+            folder = self.library.text().strip()
+            if not folder:
+                self.run_button.setEnabled(True)
+                self._error(f"'{model.spec.name}' has no prototypes: choose a reference library folder")
+                return
+            self.status.setText("Indexing the reference library (once per model) and searching…")
+            worker = create_worker(
+                lambda: ReferenceLibrary(folder, model).build().nearest(volume, top=top), _ignore_errors=True
+            )
+            worker.returned.connect(self.set_references)
         worker.errored.connect(lambda exc: self._error(str(exc)))
         worker.finished.connect(self._finished)
         self._worker = worker
         worker.start()
+
+    def _pick_library(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Reference library (a folder of scans)")
+        if folder:
+            self.library.setText(folder)
+
+    def set_references(self, matches: list) -> None:
+        """Fill the list with nearest reference cases (same layout as prototypes)."""
+        self.report = None
+        self.references = list(matches)
+        self.list.clear()
+        for m in self.references:
+            said = f"{m.predicted}" + (f" (p = {m.probability:.3f})" if m.probability is not None else "")
+            item = QListWidgetItem(
+                f"{m.case_id or Path(m.path).name}\nsimilarity {m.similarity:.3f}\nmodel: {said}"
+            )
+            item.setIcon(_icon(m.thumbnails))
+            item.setToolTip(f"{m.path}\nclick: open this reference case")
+            self.list.addItem(item)
+        self.status.setText(
+            f"{len(self.references)} nearest reference cases in the model's feature space "
+            "(cosine similarity; axial, coronal, sagittal through each case's centre)."
+        )
+
+    def _on_click(self, item) -> None:
+        row = self.list.row(item)
+        if self.report is not None:
+            self.show_prototype(row)
+        elif 0 <= row < len(self.references):
+            self.open_reference(row)
+
+    def open_reference(self, row: int):
+        """Open reference case ``row`` as an image layer (in its own geometry)."""
+        from ..io import load
+        from ..overlays import volume_layer_data
+
+        m = self.references[row]
+        volume = load(m.path)[0]
+        return add_layer(
+            self.viewer, volume_layer_data(volume, name=f"reference · {m.case_id or Path(m.path).name}")
+        )
 
     def _finished(self) -> None:
         self._worker = None
@@ -143,6 +213,7 @@ class PrototypeWidget(QWidget):
     def set_report(self, report: PrototypeReport, scan_name: str = "") -> None:
         """Fill the list from a report (also used by the demo)."""
         self.report = report
+        self.references = []
         self._scan_name = scan_name
         self.list.clear()
         pred = report.prediction

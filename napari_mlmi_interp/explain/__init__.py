@@ -11,6 +11,7 @@ from .cache import ResultCache
 from .engine import Cancelled, CancelToken, Explanation, explain, resolve_params
 from .methods import ELEMENTS, METHODS, Method, get_method, list_methods
 from .prototypes import PrototypeMatch, PrototypeReport, prototype_report
+from .references import ReferenceLibrary, ReferenceMatch
 
 __all__ = [
     "ELEMENTS",
@@ -21,6 +22,8 @@ __all__ = [
     "Method",
     "PrototypeMatch",
     "PrototypeReport",
+    "ReferenceLibrary",
+    "ReferenceMatch",
     "ResultCache",
     "explain",
     "get_method",

@@ -8,7 +8,9 @@ Display conventions (what a reader expects from a heat map on anatomy):
 - the layer's data is the native-grid map divided by its *robust scale* (the 99.5th
   percentile of ``|map|`` over the voxels where it is not zero), so every heatmap shares
   the limits ``[0, 1]`` (non-negative maps) or ``[-1, 1]`` (signed maps) and two methods
-  can be compared by eye; a ``scale`` can be shared across layers instead
+  can be compared by eye (for non-negative maps the lower limit is raised to the 90th
+  percentile of the map's positive values, so the broad low floor of a class-activation
+  map stays transparent; the layer controls can lower it); a ``scale`` can be shared across layers instead
   (:func:`shared_scale`). ``metadata["scale"]`` keeps the divisor, so values stay exact.
 - non-negative maps use a sequential colormap fading from transparent (0) through red
   to yellow; signed maps a diverging blue-transparent-red one centred at 0. Values near 0
@@ -36,6 +38,7 @@ __all__ = [
     "heatmap_layer_data",
     "isosurface_layer_data",
     "layer_name",
+    "rescale_heatmaps",
     "robust_scale",
     "sequential_colormap",
     "set_contour_percent",
@@ -131,9 +134,13 @@ def heatmap_layer_data(
     s = float(scale) if scale else robust_scale(native.array)
     shown = native.with_array((native.array / s).astype(np.float32), name=name or native.name)
     data, attrs, kind = volume_layer_data(shown, layer_type="image")
+    floor = 0.0
+    if not signed:  # a class map's broad low floor stays transparent: show its top 10 %
+        positive = shown.array[shown.array > 0]
+        floor = float(min(np.percentile(positive, 90), 0.9)) if positive.size else 0.0
     attrs.update(
         colormap=diverging_colormap() if signed else sequential_colormap(),
-        contrast_limits=(-1.0, 1.0) if signed else (0.0, 1.0),
+        contrast_limits=(-1.0, 1.0) if signed else (floor, 1.0),
         blending=blending,
         opacity=opacity,
         interpolation2d="linear",
@@ -337,3 +344,20 @@ def end_compare(viewer: Any) -> None:
     for layer in viewer.layers:
         if layer.metadata.get("kind") != "isosurface" or viewer.dims.ndisplay == 3:
             layer.visible = True
+
+
+def rescale_heatmaps(layers: list[Any], scale: float | None = None) -> None:
+    """Put heatmap layers on one scale (``scale``; default: the largest of their own scales),
+    or back on their own robust scales with ``scale=0``. Values stay exact: ``data *
+    metadata["scale"]`` is the map."""
+    if not layers:
+        return
+    own = [ly.metadata.get("own_scale", ly.metadata["scale"]) for ly in layers]
+    target = max(own) if scale is None else scale
+    for layer, own_scale in zip(layers, own, strict=True):
+        new = own_scale if not target else float(target)
+        old = layer.metadata["scale"]
+        layer.metadata["own_scale"] = own_scale
+        if new != old:
+            layer.data = (np.asarray(layer.data) * (old / new)).astype(np.float32)
+            layer.metadata["scale"] = new
