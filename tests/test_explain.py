@@ -474,7 +474,17 @@ def test_occlusion_region_equals_the_full_run_inside_the_region(cone):
     full = explain(vol, model, "occlusion", target=1, params=params)
     region = np.zeros(vol.shape, bool)
     region[18:26, 10:16, 27:33] = True
-    restricted = explain(vol, model, "occlusion", target=1, params=params, region=region)
+    seen = []
+    restricted = explain(
+        vol,
+        model,
+        "occlusion",
+        target=1,
+        params=params,
+        region=region,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert seen[-1] == (restricted.provenance["forward_samples"],) * 2  # an exact total, reached
     np.testing.assert_allclose(restricted.native.array[region], full.native.array[region], rtol=1e-5)
     far = np.ones(vol.shape, bool)
     far[10:34, 2:24, 19:41] = False

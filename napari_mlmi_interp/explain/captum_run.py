@@ -278,6 +278,8 @@ def occlusion(
     out = torch.zeros_like(x)
     where = (slice(None), slice(None), *(outer or ()))
     if strategy == "full":
+        if hasattr(module, "total"):
+            module.total = 1 + occlusion_windows(span, w, s)
         out[where] = _occlude(module, x, target, outer, w, s, p)
         return out
 
