@@ -425,16 +425,17 @@ def test_auto_batch_sizes_follow_the_memory_budget(small, monkeypatch):
     tight = explain(
         vol, model, "integrated_gradients", params={"n_steps": 20}, memory_budget_mb=1.5 * sample / 1024**2
     )
+    monkeypatch.setattr(budget, "CPU_MAX_BATCH", 64)
     roomy = explain(vol, model, "integrated_gradients", params={"n_steps": 20}, memory_budget_mb=1000)
     assert tight.params["internal_batch_size"] == 1
     assert roomy.params["internal_batch_size"] == 20  # capped at n_steps
     assert tight.provenance["memory"]["per_sample_mb"] == pytest.approx(sample / 1024**2, abs=1e-3)
     # the batch size changes the work's grouping, not the map
     np.testing.assert_allclose(tight.model_map, roomy.model_map, rtol=1e-4, atol=1e-7)
-    # on a CPU a batch also stays under CPU_BATCH_MB, whatever the budget
-    monkeypatch.setattr(budget, "CPU_BATCH_MB", 2.5 * sample / 1024**2)
+    # on a CPU a batch also holds at most CPU_MAX_BATCH samples, whatever the budget
+    monkeypatch.setattr(budget, "CPU_MAX_BATCH", 3)
     capped = explain(vol, model, "integrated_gradients", params={"n_steps": 20}, memory_budget_mb=1000)
-    assert capped.params["internal_batch_size"] == 2
+    assert capped.params["internal_batch_size"] == 3
 
 
 def test_a_model_input_prepared_for_another_spec_is_not_reused(small):
