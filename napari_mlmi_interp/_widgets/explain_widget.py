@@ -348,12 +348,16 @@ class ExplainWidget(QWidget):
         if layer is None or model is None or not method:
             self._error("choose a scan layer, a model and a method first")
             return
-        volume = volume_of_layer(layer)
         target = self.target.currentData()
         roi = None
-        if isinstance(target, tuple):
-            roi = volume_of_layer(self.viewer.layers[target[1]]).array
-            target = None
+        try:
+            volume = volume_of_layer(layer)
+            if isinstance(target, tuple):
+                roi = volume_of_layer(self.viewer.layers[target[1]]).array
+                target = None
+        except (ValueError, KeyError) as exc:  # a 2D or sheared layer, a ROI layer deleted meanwhile
+            self._error(str(exc))
+            return
         params = self.params()
         key = (id(volume), model.sha256)
         model_input = self._inputs.get(key)

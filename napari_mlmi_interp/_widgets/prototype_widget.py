@@ -142,7 +142,11 @@ class PrototypeWidget(QWidget):
         except Exception as exc:
             self._error(str(exc))
             return
-        volume = volume_of_layer(self.viewer.layers[name])
+        try:
+            volume = volume_of_layer(self.viewer.layers[name])
+        except ValueError as exc:  # a 2D or sheared layer
+            self._error(str(exc))
+            return
         top = self.top.value()
         self.run_button.setEnabled(False)
         if self.model.currentData():

@@ -123,7 +123,8 @@ def heatmap_layer_data(
     native : Volume
         The map on the scan's grid (``Explanation.native``).
     signed : bool
-        Diverging colormap and symmetric limits ``[-1, 1]``; else sequential ``[0, 1]``.
+        Diverging colormap and symmetric limits ``[-1, 1]``; else sequential, with limits
+        from the 90th percentile of the positive values to 1.
     scale : float, optional
         Divide by this instead of the map's own :func:`robust_scale` (share it across
         layers to compare methods on one scale).
@@ -195,8 +196,8 @@ def isosurface_layer_data(
     The mesh is computed in voxel indices on the native grid (scikit-image
     ``marching_cubes``), then every vertex is mapped to LPS mm with the scan's
     ``index_to_lps`` (oblique and anisotropic grids included), so the layer needs no
-    transform. Vertex values are the map there (normalised), coloured like the heatmap.
-    Returns None when the region is empty.
+    transform. Vertex values are the map there (normalised by its robust scale), coloured
+    with inferno. Returns None when the region is empty.
     """
     from skimage.measure import marching_cubes
 
@@ -330,8 +331,10 @@ def compare_layers(viewer: Any, heatmaps: list[Any], anatomy: Any) -> list[Any]:
         added.append(copy)
         viewer.layers.move(viewer.layers.index(copy), viewer.layers.index(heat))
         copy.visible = heat.visible = True
-    viewer.grid.stride = 2
-    viewer.grid.enabled = True
+    grid = _grid(viewer)
+    grid.stride = 2
+    grid.enabled = True
+    viewer.reset_view()  # fit every cell (the single view's zoom crops the grid)
     return added
 
 
@@ -339,11 +342,19 @@ def end_compare(viewer: Any) -> None:
     """Leave compare mode: drop the anatomy copies, turn grid mode off, show all layers."""
     for layer in [ly for ly in viewer.layers if ly.metadata.get("kind") == "compare-anatomy"]:
         viewer.layers.remove(layer)
-    viewer.grid.enabled = False
-    viewer.grid.stride = 1
+    grid = _grid(viewer)
+    grid.enabled = False
+    grid.stride = 1
     for layer in viewer.layers:
         if layer.metadata.get("kind") != "isosurface" or viewer.dims.ndisplay == 3:
             layer.visible = True
+    viewer.reset_view()
+
+
+def _grid(viewer: Any) -> Any:
+    """The viewer's grid settings (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
 def rescale_heatmaps(layers: list[Any], scale: float | None = None) -> None:
