@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .io import LoadError, LoadWarning, load, save
+from .store import StoreError
 
 __all__ = ["main"]
 
@@ -275,6 +276,62 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .framework import ELEMENT_INFO, FIGURES, load_bands
+    from .framework.files import evaluate_files, flat_figures
+
+    bands = load_bands(args.bands) if args.bands else None
+    result, notes = evaluate_files(
+        args.map,
+        args.roi,
+        scan_path=args.scan,
+        labels_path=args.labels,
+        percent=args.percent,
+        tolerance_mm=args.tolerance_mm,
+        bands=bands,
+    )
+    if args.json:
+        nested = result.to_dict()
+        out = {
+            **flat_figures(result),
+            "by_element": {e: nested[e] for e in ELEMENT_INFO},
+            "bands": nested["bands"],
+            "settings": nested["settings"],
+            "notes": notes,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    for note in notes:
+        print(f"note: {note}")
+    for element, figures in result.by_element().items():
+        if not figures:
+            continue
+        print(ELEMENT_INFO[element].title)
+        for f in figures:
+            band = f"[{f.band}]" if f.band not in ("info",) else ""
+            print(f"    {FIGURES[f.key].label:28s} {f.text():40s} {band}")
+            if f.note and f.value is not None:
+                print(f"    {'':28s} ({f.note})")
+    return 0
+
+
+def cmd_ratings(args: argparse.Namespace) -> int:
+    from .store import StudyStore
+
+    db = Path(args.db)
+    if not db.is_file():
+        raise CliError(f"{db}: no such study file")
+    if not (args.csv or args.json_out):
+        raise CliError("say where to export: --csv OUT and/or --json OUT")
+    with StudyStore(db) as store:
+        rows = store.rows()
+        if args.csv:
+            print(f"ratings CSV: {store.export_csv(args.csv)} ({len(rows)} rows)")
+        if args.json_out:
+            print(f"ratings JSON: {store.export_json(args.json_out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlmi-interp",
@@ -344,6 +401,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 
+    p = sub.add_parser(
+        "evaluate",
+        help="score an attribution map (NIfTI, any tool) against an ROI on the five elements' map figures",
+    )
+    p.add_argument("map", metavar="MAP")
+    p.add_argument(
+        "--roi", default=None, metavar="MASK", help="the true region (any grid; resampled by position)"
+    )
+    p.add_argument(
+        "--scan", default=None, help="the scan, for intensity statistics inside the attributed region"
+    )
+    p.add_argument("--labels", default=None, help="an anatomical label map: attribution mass per structure")
+    p.add_argument("--percent", type=float, default=5.0, help="k of the top-k %% region (default 5)")
+    p.add_argument("--tolerance-mm", type=float, default=0.0, help="pointing-game tolerance (default 0 mm)")
+    p.add_argument(
+        "--bands", default=None, metavar="JSON", help="pass/warn thresholds overriding the defaults"
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("ratings", help="export the ratings of a study file")
+    rsub = p.add_subparsers(dest="ratings_command", required=True, metavar="ACTION")
+    e = rsub.add_parser("export", help="current ratings and actions as CSV; everything as JSON")
+    e.add_argument("db", metavar="DB")
+    e.add_argument("--csv", default=None, metavar="OUT")
+    e.add_argument("--json", dest="json_out", default=None, metavar="OUT")
+    e.set_defaults(func=cmd_ratings)
+
     p = sub.add_parser("view", help="open PATH in napari (headless: write a screenshot)")
     p.add_argument("path")
     p.add_argument("--plane", choices=["axial", "coronal", "sagittal"], default=None)
@@ -369,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             # volume.warnings already carry these; do not print them twice
             warnings.simplefilter("ignore", LoadWarning)
             return int(args.func(args) or 0)
-    except (LoadError, CliError, ValueError, OSError, RuntimeError) as exc:
+    except (LoadError, CliError, StoreError, ValueError, OSError, RuntimeError) as exc:
         if args.debug:
             raise
         print(f"mlmi-interp: error: {exc}", file=sys.stderr)

@@ -48,3 +48,21 @@ def assert_same_world(volume, nifti_path: Path, *, atol_mm: float = 1e-3, value_
     # every voxel of ours is hit exactly once: a bijection, not a partial overlap
     flat = np.ravel_multi_index(tuple(idx.T), volume.shape)
     assert np.unique(flat).size == volume.array.size
+
+
+@pytest.fixture
+def viewer_with_sample(make_napari_viewer):
+    """A shown viewer (1200 x 850) with the sample brain and its lesion mask."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1200, 850)
+    scan, mask = viewer.open_sample("napari-mlmi-interp", "brain_lesion")
+    return viewer, scan, mask
+
+
+@pytest.fixture
+def widgets():
+    """Every panel made in a test; their running work is cancelled and awaited at the end."""
+    made = []
+    yield made
+    for widget in made:
+        widget.shutdown()

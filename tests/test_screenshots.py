@@ -58,6 +58,21 @@ def test_demo_command_writes_screenshots_and_results(tmp_path):
         assert e["peak_to_lesion_mm"] <= 5.0, e
     top = results["prototypes"]["top"]
     assert len(top) == 5 and all(np.isfinite(t["similarity"]) for t in top)
+    # the sidebar judged Grad-CAM against the lesion mask, with the model evidence
+    framework = results["framework"]
+    assert framework["explanation"].endswith("Grad-CAM · lesion")
+    evidence = framework["evidence"]
+    assert evidence["localization"]["pointing_game"] is True
+    assert evidence["bands"]["pointing_game"] == "pass"
+    assert {"deletion_auc", "insertion_auc", "randomisation_final_rho"} <= set(evidence["model_transparency"])
+    assert len(evidence["curves"]["deletion"]["y"]) == 21
+    assert (tmp_path / "demo_study.sqlite").is_file()
+    # the sidebar's picture: tall (every card), with the band chips' colours in it
+    sidebar = np.asarray(Image.open(shots["sidebar"]))[..., :3].astype(int)
+    assert sidebar.shape[0] > 1500
+    green = (np.abs(sidebar - [46, 125, 50]).sum(axis=-1) < 30).sum()
+    red = (np.abs(sidebar - [198, 40, 40]).sum(axis=-1) < 30).sum()
+    assert green > 500 and red > 100  # pass and fail chips are drawn
 
 
 def test_view_command_screenshots_a_real_series(shared_dicom, tmp_path):

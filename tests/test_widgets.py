@@ -10,23 +10,6 @@ import pytest
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def viewer_with_sample(make_napari_viewer):
-    viewer = make_napari_viewer(show=True)
-    viewer.window.resize(1200, 850)
-    scan, mask = viewer.open_sample("napari-mlmi-interp", "brain_lesion")
-    return viewer, scan, mask
-
-
-@pytest.fixture
-def widgets():
-    """Every panel made in a test; their running work is cancelled and awaited at the end."""
-    made = []
-    yield made
-    for widget in made:
-        widget.shutdown()
-
-
 def _explain_widget(viewer, widgets, model="lesion-classifier", method="gradcam"):
     from napari_mlmi_interp._widgets import ExplainWidget
 

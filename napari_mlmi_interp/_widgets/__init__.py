@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from .explain_widget import ExplainWidget
 from .prototype_widget import PrototypeWidget
+from .sidebar import FrameworkSidebar
 
-__all__ = ["ExplainWidget", "PrototypeWidget"]
+__all__ = ["ExplainWidget", "FrameworkSidebar", "PrototypeWidget"]

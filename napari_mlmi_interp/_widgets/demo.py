@@ -21,8 +21,10 @@ def _distance_mm(volume, mask: np.ndarray, lps: np.ndarray) -> float:
     return float(np.sqrt(((volume.geometry.to_lps(idx) - lps) ** 2).sum(axis=1)).min())
 
 
-def build_demo(viewer) -> dict[str, Any]:
-    """Fill ``viewer``: scan, lesion mask, Grad-CAM and IG overlays, Explain and prototype panels.
+def build_demo(viewer, study_path: str | Path | None = None) -> dict[str, Any]:
+    """Fill ``viewer``: scan, lesion mask, Grad-CAM and IG overlays, Explain, prototype and
+    framework panels (the sidebar judges Grad-CAM against the lesion mask, model evidence
+    included; ratings go to ``study_path``, a temporary file by default).
 
     Returns the widgets, layers and a JSON-ready summary.
     """
@@ -32,6 +34,7 @@ def build_demo(viewer) -> dict[str, Any]:
     from ..sample import LESION_CENTRE_LPS, make_sample
     from .explain_widget import ExplainWidget
     from .prototype_widget import PrototypeWidget
+    from .sidebar import FrameworkSidebar
 
     sample = make_sample()
     scan_layer = add_layer(viewer, volume_layer_data(sample.scan))
@@ -44,8 +47,15 @@ def build_demo(viewer) -> dict[str, Any]:
 
     explain_widget = ExplainWidget(viewer)
     proto_widget = PrototypeWidget(viewer)
-    viewer.window.add_dock_widget(explain_widget, name="Explain", area="right")
-    viewer.window.add_dock_widget(proto_widget, name="Prototypes", area="right")
+    if study_path is None:
+        import tempfile
+
+        study_path = Path(tempfile.mkdtemp(prefix="mlmi-demo-")) / "demo_study.sqlite"
+    sidebar = FrameworkSidebar(viewer, study_path=study_path, reader="demo")
+    sidebar_dock = viewer.window.add_dock_widget(sidebar, name="Interpretability framework", area="right")
+    viewer.window.add_dock_widget(explain_widget, name="Explain", area="right", tabify=True)
+    viewer.window.add_dock_widget(proto_widget, name="Prototypes", area="right", tabify=True)
+    sidebar_dock.raise_()  # the sidebar's tab in front
 
     classifier = resolve_model("lesion-classifier")
     # the top 1 % (about 9,000 voxels, 70 mL) outlines the strongest evidence; the panel's
@@ -57,7 +67,9 @@ def build_demo(viewer) -> dict[str, Any]:
     for method in ("integrated_gradients", "gradcam"):
         result = explain(sample.scan, classifier, method, target="lesion", model_input=model_input)
         model_input = result.prediction.model_input
-        layers[method] = explain_widget.show_result(result, scan_layer.name)
+        layers[method] = explain_widget.show_result(
+            result, scan_layer.name, model=classifier, scan=sample.scan
+        )
         summary["explanations"].append(
             {
                 **result.summary(),
@@ -78,10 +90,22 @@ def build_demo(viewer) -> dict[str, Any]:
         "target": report.target_name,
         "top": [m.summary() for m in report.matches],
     }
+    # the sidebar judges Grad-CAM against the lesion mask (the reader's true region)
+    sidebar.select(layers["gradcam"]["heatmap"])
+    sidebar.select_region(mask_layer)
+    assessment = sidebar.assess_now(with_model=True)
+    summary["framework"] = {
+        "explanation": layers["gradcam"]["heatmap"].name,
+        "goal": sidebar.goal.to_dict(),
+        "evidence": assessment.to_dict() if assessment is not None else None,
+        "study_file": str(study_path),
+    }
     set_radiological_view(viewer, "axial")
     viewer.dims.point = tuple(float(c) for c in LESION_CENTRE_LPS)
     viewer.layers.selection.active = layers["gradcam"]["heatmap"]
     return {
+        "sidebar": sidebar,
+        "sidebar_dock": sidebar_dock,
         "summary": summary,
         "explain_widget": explain_widget,
         "prototype_widget": proto_widget,
@@ -102,7 +126,7 @@ def run_demo(out_dir: str | Path, screenshot: str | Path | None = None) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(title="napari-mlmi-interp demo", show=True)
     viewer.window.resize(*SIZE)
-    demo = build_demo(viewer)
+    demo = build_demo(viewer, study_path=out / "demo_study.sqlite")
     summary = demo["summary"]
     if screenshot is None:
         (out / "demo_results.json").write_text(json.dumps(summary, indent=2))
@@ -112,6 +136,7 @@ def run_demo(out_dir: str | Path, screenshot: str | Path | None = None) -> dict[
     shot.parent.mkdir(parents=True, exist_ok=True)
     summary["screenshots"] = save_screenshots(viewer, demo, shot)
     (out / "demo_results.json").write_text(json.dumps(summary, indent=2))
+    demo["sidebar"].shutdown()
     viewer.close()
     return summary
 
@@ -123,6 +148,8 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     from ..overlays import set_radiological_view, viewer_camera
 
     paths = {}
+    QApplication.processEvents()
+    demo["sidebar_dock"].raise_()  # the sidebar's tab in front (once the docks have settled)
     QApplication.processEvents()
     image = viewer.screenshot(str(shot), canvas_only=False, flash=False)
     if image is None or not np.any(np.asarray(image)[..., :3]):
@@ -160,4 +187,16 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     widget.resize(460, 640)
     widget.grab().save(str(panel))
     paths["prototypes"] = str(panel)
+
+    # the whole sidebar, every card open: float its dock, make it tall, grab, dock it again
+    sidebar_png = shot.with_name(shot.stem + "_sidebar" + shot.suffix)
+    dock = demo["sidebar_dock"]
+    dock.setFloating(True)
+    dock.resize(520, 2000)
+    QApplication.processEvents()
+    demo["sidebar"].grab().save(str(sidebar_png))
+    dock.setFloating(False)
+    dock.raise_()
+    QApplication.processEvents()
+    paths["sidebar"] = str(sidebar_png)
     return paths

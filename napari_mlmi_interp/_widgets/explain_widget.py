@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -36,6 +36,7 @@ from ..overlays import (
     set_contour_percent,
     volume_of_layer,
 )
+from .common import ProgressBridge, wait_while_busy
 
 #: Shown first: the methods a reader most often wants, cheapest first.
 RECOMMENDED = ("gradcam", "integrated_gradients", "smoothgrad", "occlusion", "gradcam_pp")
@@ -49,12 +50,6 @@ _CHOICES = {
     "method": ["gausslegendre", "riemann_trapezoid", "riemann_left"],
     "strategy": ["full", "coarse_to_fine"],
 }
-
-
-class _Bridge(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued connection)."""
-
-    progress = Signal(int, int)
 
 
 def _image_layers(viewer) -> list:
@@ -84,7 +79,7 @@ class ExplainWidget(QWidget):
         self._token: CancelToken | None = None
         self._worker = None
         self._adding = False
-        self._bridge = _Bridge()
+        self._bridge = ProgressBridge()
         self._bridge.progress.connect(self._on_progress)
         self.last_result: Explanation | None = None
         self.progress_seen: list[tuple[int, int]] = []
@@ -371,11 +366,7 @@ class ExplainWidget(QWidget):
         bridge = self._bridge
         budget = float(self.budget.value())
 
-        def report(done: int, total: int) -> None:
-            try:
-                bridge.progress.emit(int(done), int(total))
-            except RuntimeError:  # the widget is gone (napari closed): stop the work
-                token.cancel()
+        report = bridge.reporter(token)
 
         overlay = {
             "scan_name": layer.name,
@@ -399,7 +390,7 @@ class ExplainWidget(QWidget):
             # the layers' data (scaling, top-k, marching cubes) is made here too: the GUI
             # thread only adds the layers
             return result, explanation_layer_data(
-                result, method_title=get_method(result.method).title, **overlay
+                result, method_title=get_method(result.method).title, model=model, scan=volume, **overlay
             )
 
         worker = create_worker(work, _ignore_errors=True)
@@ -417,15 +408,8 @@ class ExplainWidget(QWidget):
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Cancel a running explanation and wait for its thread (when the panel closes)."""
-        import time
-
-        from qtpy.QtWidgets import QApplication
-
         self.cancel()
-        deadline = time.monotonic() + timeout_s
-        while self.busy and time.monotonic() < deadline:
-            QApplication.processEvents()
-            time.sleep(0.01)
+        wait_while_busy(self, timeout_s)
 
     def closeEvent(self, event) -> None:
         self.shutdown()
@@ -458,7 +442,9 @@ class ExplainWidget(QWidget):
         kinds_all = list(kinds)
         step()
 
-    def show_result(self, result: Explanation, scan_name: str | None = None) -> dict[str, Any]:
+    def show_result(
+        self, result: Explanation, scan_name: str | None = None, *, model: Any = None, scan: Any = None
+    ) -> dict[str, Any]:
         """Add the overlay layers of ``result`` at once and report it (used by the demo)."""
         layer_data = explanation_layer_data(
             result,
@@ -466,6 +452,8 @@ class ExplainWidget(QWidget):
             method_title=get_method(result.method).title,
             percent=self.percent.value(),
             surface=self.surface.isChecked(),
+            model=model,
+            scan=scan,
         )
         layers = add_explanation_layers(self.viewer, layer_data)
         self._report(result, layers)

@@ -244,8 +244,14 @@ def explanation_layer_data(
     scale: float | None = None,
     blending: str = "translucent",
     surface: bool = True,
+    model: Any = None,
+    scan: Any = None,
 ) -> dict[str, tuple]:
     """The LayerData of an Explanation's heatmap, top-k contour and (optionally) isosurface.
+
+    The heatmap's metadata keeps the Explanation (``"explanation"``) and, when given, the
+    model that made it (``"model"``) and the scan Volume (``"scan"``): the framework sidebar
+    scores any heatmap layer from these.
 
     Pure computation (scaling, top-k, marching cubes): run it off the GUI thread, then
     :func:`add_explanation_layers` only adds the layers. Names are ``<scan> · <method> ·
@@ -261,7 +267,7 @@ def explanation_layer_data(
             name=base,
             scale=scale,
             blending=blending,
-            metadata=common,
+            metadata={**common, "explanation": explanation, "model": model, "scan": scan},
         ),
         "contour": contour_layer_data(
             explanation.native, percent=percent, name=f"{base} · top {percent:g}%", metadata=common

@@ -15,6 +15,7 @@ sagittal with the head up.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -199,9 +200,10 @@ def viewer_camera(viewer: napari.Viewer):
 def volume_of_layer(layer: Any) -> Volume:
     """The Volume an image or labels layer shows, in LPS mm.
 
-    The Volume the layer was made from (``metadata["volume"]``) when the layer still
-    shows it unchanged (same data shape and world transform); else one rebuilt from the
-    layer's data and full data-to-world transform (:func:`layer_volume`).
+    When the layer still lies where the Volume it was made from (``metadata["volume"]``)
+    lies (same data shape and world transform), that Volume's geometry and facts with the
+    layer's *current* data (a painted Labels layer, or data replaced since); else one
+    rebuilt from the layer's data and full data-to-world transform (:func:`layer_volume`).
     """
     data, state, _kind = layer.as_layer_data_tuple()
     meta = layer.metadata or {}
@@ -210,5 +212,6 @@ def volume_of_layer(layer: Any) -> Volume:
     if isinstance(source, Volume) and axes is not None:
         shown = source.geometry.transposed(tuple(axes))
         if tuple(np.shape(data)) == shown.shape and geometry_from_layer_state(data, state).same_grid(shown):
-            return source
+            current = np.transpose(np.asarray(data), tuple(int(i) for i in np.argsort(axes)))
+            return source if current is source.array else replace(source, array=current)
     return layer_volume(data, state, name=layer.name)

@@ -1,0 +1,41 @@
+"""The five elements of interpretability for medical imaging: goal, elements, methods, evidence.
+
+Pure compute (no napari, no Qt): the sidebar shows what this package assembles.
+"""
+
+from __future__ import annotations
+
+from .evidence import (
+    DEFAULT_BANDS,
+    FIGURES,
+    Assessment,
+    Band,
+    Figure,
+    load_bands,
+    map_evidence,
+    model_evidence,
+    score_function,
+    with_bands,
+)
+from .guide import ELEMENT_INFO, ELEMENTS, PURPOSES, READERS, TASKS, Goal, elements_for, recommended_methods
+
+__all__ = [
+    "DEFAULT_BANDS",
+    "ELEMENTS",
+    "ELEMENT_INFO",
+    "FIGURES",
+    "PURPOSES",
+    "READERS",
+    "TASKS",
+    "Assessment",
+    "Band",
+    "Figure",
+    "Goal",
+    "elements_for",
+    "load_bands",
+    "map_evidence",
+    "model_evidence",
+    "recommended_methods",
+    "score_function",
+    "with_bands",
+]
