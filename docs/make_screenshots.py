@@ -49,6 +49,7 @@ def main() -> None:
 
     from napari_mlmi_interp.cli import main as cli
 
+    # demo.png, demo_3d.png, demo_prototypes.png and demo_sidebar.png
     cli(["demo", "--out", str(HERE.parent / "mlmi-interp-demo"), "--screenshot", str(out / "demo.png")])
 
 
