@@ -30,10 +30,14 @@ def test_benchmark_quick_run_writes_the_report(tmp_path):
     rows = data["rows"]
     assert all(r["plugin_s"] > 0 and r["captum_s"] > 0 and r["floor_s"] > 0 for r in rows)
     assert any(r.get("monai_s") for r in rows if r["method"] == "Grad-CAM")
-    memory = {m["what"]: m for m in data["memory"]}
+    budget = data["config"]["budget_mb"]
+    memory = {m["what"]: m for m in data["memory"] if m["budget_mb"] == budget}
     assert memory["plugin_ig"]["peak_mb"] is not None and memory["plugin_ig"]["peak_mb"] > 0
     assert memory["plugin_ig"]["internal_batch_size"] >= 1
-    # every Grad-CAM, IG and occlusion row has its target, plus the two memory targets
+    # under a budget below one sample the plugin refuses before running, and says why
+    (tiny,) = [m for m in data["memory"] if m["budget_mb"] != budget]
+    assert "per sample" in tiny["refused"] and "memory budget" in tiny["refused"]
+    # every Grad-CAM, IG and occlusion row has its target, plus the three memory targets
     compared = [r for r in rows if r["method"] in ("Grad-CAM", "Integrated Gradients", "Occlusion")]
-    assert len(data["targets"]) == len(compared) + 2
+    assert len(data["targets"]) == len(compared) + 3
     assert all(isinstance(t["met"], bool) for t in data["targets"])

@@ -166,6 +166,24 @@ def test_model_grid_map_equals_bare_captum(small, name):
     assert result.signed == get_method(name).signed
 
 
+def test_occlusion_runs_a_channels_last_copy_with_the_same_map(small):
+    model, vol = small
+    params = FAST["occlusion"]
+    tuned = explain(vol, model, "occlusion", target=1, params=params)
+    plain = explain(vol, model, "occlusion", target=1, params=params, tuning="off")
+    assert tuned.provenance["tuning"] == "channels_last_3d" and plain.provenance["tuning"] == "none"
+    np.testing.assert_allclose(
+        tuned.model_map, plain.model_map, rtol=1e-5, atol=1e-7 * np.abs(plain.model_map).max()
+    )
+    # the user's module is untouched (a copy runs channels-last)
+    conv = next(m for m in model.module.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous()
+    # gradient methods run the model as given
+    assert explain(vol, model, "saliency", target=1).provenance["tuning"] == "none"
+    with pytest.raises(ValueError, match="tuning must be"):
+        explain(vol, model, "occlusion", target=1, params=params, tuning="fast")
+
+
 def test_gradcam_equals_monai_raw_map():
     from monai.visualize import GradCAM
 
@@ -436,6 +454,31 @@ def test_auto_batch_sizes_follow_the_memory_budget(small, monkeypatch):
     monkeypatch.setattr(budget, "CPU_MAX_BATCH", 3)
     capped = explain(vol, model, "integrated_gradients", params={"n_steps": 20}, memory_budget_mb=1000)
     assert capped.params["internal_batch_size"] == 3
+    # below one sample: refused before anything runs, with both sizes
+    from napari_mlmi_interp.explain import MemoryBudgetError
+
+    calls = []
+    model.module.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(
+        MemoryBudgetError, match=r"needs about [\d.]+ MB per sample .* memory budget of [\d.]+ MB"
+    ):
+        explain(vol, model, "integrated_gradients", target=0, memory_budget_mb=0.5 * sample / 1024**2)
+    assert calls == []  # the measurement was remembered; the model did not run
+
+
+def test_one_sample_is_measured_by_its_real_peak_too():
+    """The saved-tensor count misses workspaces and gradient buffers; the real peak of one
+    forward and backward (resident-set high-water mark) is taken when it is larger."""
+    from napari_mlmi_interp.explain import budget
+
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(8, 1, 3))
+    x = torch.randn(1, 1, 48, 48, 48)
+    peak = budget._peak_of_one_step(net, x.clone().requires_grad_(True))
+    if peak is None:
+        pytest.skip("no /proc/self/clear_refs here")
+    activation = 8 * 48**3 * 4  # the first conv's output alone: 3.4 MB
+    assert peak >= activation
+    assert budget.per_sample_bytes(net, x) >= peak * 0.9  # the larger of the two counts
 
 
 def test_a_model_input_prepared_for_another_spec_is_not_reused(small):

@@ -7,6 +7,7 @@ budget from a measured forward pass (:mod:`.budget`); results are cached on disk
 
 from __future__ import annotations
 
+from .budget import MemoryBudgetError
 from .cache import ResultCache
 from .engine import Cancelled, CancelToken, Explanation, explain, resolve_params
 from .methods import ELEMENTS, METHODS, Method, get_method, list_methods
@@ -19,6 +20,7 @@ __all__ = [
     "CancelToken",
     "Cancelled",
     "Explanation",
+    "MemoryBudgetError",
     "Method",
     "PrototypeMatch",
     "PrototypeReport",

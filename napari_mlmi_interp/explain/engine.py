@@ -199,6 +199,7 @@ def explain(
     model_input: ModelInput | None = None,
     cache: ResultCache | None = None,
     memory_budget_mb: float | None = None,
+    tuning: str = "auto",
 ) -> Explanation:
     """Attribute ``model``'s decision on ``volume`` with ``method``.
 
@@ -222,6 +223,10 @@ def explain(
         target request) without running the model; store new results.
     memory_budget_mb : float, optional
         Budget for ``"auto"`` internal batch sizes (default: a quarter of free memory).
+    tuning : {"auto", "off"}
+        Execution tuning measured to pay off (see :mod:`.tuning`): with ``"auto"``,
+        perturbation methods on a CPU run a channels-last copy of a 3D CNN (forward passes
+        1.25-1.3x faster; outputs equal to 1e-6 relative). ``"off"`` runs the model as given.
 
     Raises
     ------
@@ -319,6 +324,15 @@ def explain(
 
     x = mi.tensor()
     p, batch_info = resolve_batch_params(m.name, p, scored, x, memory_budget_mb)
+    if tuning not in ("auto", "off"):
+        raise ValueError(f"tuning must be 'auto' or 'off', got {tuning!r}")
+    tuned = None
+    if tuning == "auto" and m.family == "perturbation" and not x.is_cuda:
+        from .tuning import channels_last
+
+        tuned = channels_last(scored)
+        if tuned is not None:
+            scored, x = tuned, x.contiguous(memory_format=torch.channels_last_3d)
     total = max(1, m.cost(p, tuple(mi.array.shape[1:]))[0])
     observed = _observed(scored, total, progress, cancel, reference=x.detach() if deferred else None)
     with torch.enable_grad():
@@ -365,6 +379,7 @@ def explain(
             "case_id": volume.case_id,
             "forward_samples": int(getattr(observed, "done", 0)),
             "memory": batch_info,
+            "tuning": "channels_last_3d" if tuned is not None else "none",
             **({"region_voxels": int(grid_region.sum())} if grid_region is not None else {}),
         },
     )
