@@ -1,4 +1,8 @@
-"""npe2 writers: image and labels layers -> NIfTI / MHA / NRRD in their LPS geometry."""
+"""npe2 writers: image and labels layers -> NIfTI / MHA / NRRD in their LPS geometry.
+
+Overlay layers too: a heatmap layer holds the map divided by its display scale, so the
+writer multiplies it back and the file holds the attribution values; a top-k contour is
+a labels layer. Both land on the scan's grid (same ``index_to_lps``)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,11 @@ def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> list[
         path = f"{path}.nii.gz"
     volume = layer_volume(data, meta)
     array = volume.array
+    layer_meta = meta.get("metadata") or {}
+    if not labels and layer_meta.get("kind") == "heatmap" and layer_meta.get("scale"):
+        # the layer shows map / scale (see overlays.explanation_layers); write the map itself
+        array = (np.asarray(array, dtype=np.float32) * np.float32(layer_meta["scale"])).astype(np.float32)
+        volume = replace(volume, array=array)
     if labels:
         if array.dtype.kind not in "iub":
             array = array.astype(np.int32)

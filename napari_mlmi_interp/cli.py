@@ -332,6 +332,74 @@ def cmd_ratings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .cohort import run_batch
+    from .explain import get_method
+
+    given = _parse_params(args.param)
+    params = {}
+    for name in args.method:
+        known = get_method(name).params
+        params[name] = {k: v for k, v in given.items() if k in known}
+    unused = sorted(set(given) - {k for p in params.values() for k in p})
+    if unused:
+        raise CliError(f"no chosen method has the parameter(s) {', '.join(unused)}")
+    failed: list[dict[str, Any]] = []
+    width = 30
+
+    def progress(done: int, total: int, record: dict[str, Any]) -> None:
+        if record.get("status") != "ok":
+            failed.append(record)
+        bar = "#" * round(width * done / total) + "." * (width - round(width * done / total))
+        tail = f", {len(failed)} failed" if failed else ""
+        if not args.json:
+            print(f"\r[{bar}] {done}/{total} cases{tail}", end="", file=sys.stderr, flush=True)
+
+    result = run_batch(
+        args.input,
+        model=args.model,
+        methods=args.method,
+        out=args.out,
+        masks=args.masks,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        target=args.target,
+        params=params,
+        percent=args.percent,
+        progress=progress,
+    )
+    if not args.json:
+        print(file=sys.stderr)
+    summary = {
+        "cases": len(result.records),
+        "done": sum(r.get("status") == "ok" for r in result.records),
+        "skipped": len(result.skipped),
+        "failed": [{"case": r["case"], "input": r["input"], "error": r.get("error")} for r in result.failed],
+        "summary_csv": str(result.summary_csv),
+        "summary_parquet": str(result.summary_parquet) if result.summary_parquet else None,
+        "seconds": round(result.seconds, 2),
+        "workers": result.workers,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{summary['done']} of {summary['cases']} cases done ({summary['skipped']} skipped as done "
+            f"before) in {summary['seconds']:.1f} s; summary: {summary['summary_csv']}"
+        )
+        for f in summary["failed"]:
+            print(f"failed: {f['input']}: {f['error']}")
+    return 1 if result.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .cohort import write_report
+
+    path = write_report(args.result_dir, args.out, study=args.study, max_cases=args.max_cases)
+    print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlmi-interp",
@@ -420,6 +488,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "batch",
+        help="explain every scan of a folder or CSV manifest on Dask workers: NIfTI maps in each "
+        "case's geometry, metrics, a summary CSV/Parquet",
+    )
+    p.add_argument("input", metavar="INPUT", help="a folder of scans or a CSV manifest (scan[, roi, label])")
+    p.add_argument("--model", required=True, metavar="NAME_OR_PATH")
+    p.add_argument("--method", required=True, action="append", help="repeat for several methods")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--masks", default=None, metavar="DIR", help="ROI masks matched to scans by file name")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=2, help="local Dask workers, one core each (default 2)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="use a running Dask scheduler")
+    p.add_argument("--target", default=None, help="class name or index (default: the predicted class)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
+    p.add_argument("--percent", type=float, default=5.0, help="k of the top-k %% region for the metrics")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (no progress bar)")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("report", help="an HTML report of a batch: key slices, evidence, ratings, model card")
+    p.add_argument("result_dir", metavar="RESULT_DIR", help="the --out folder of mlmi-interp batch")
+    p.add_argument("--out", required=True, metavar="HTML")
+    p.add_argument("--study", default=None, metavar="DB", help="show the ratings in this study file")
+    p.add_argument("--max-cases", type=int, default=None, help="cases shown in detail (default all)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ratings", help="export the ratings of a study file")
     rsub = p.add_subparsers(dest="ratings_command", required=True, metavar="ACTION")

@@ -189,3 +189,29 @@ def test_get_reader_declines_what_it_does_not_read(tmp_path):
     study = tmp_path / "study" / "series1"
     write_series(study, axial_positions(1))
     assert get_reader(str(tmp_path / "study")) is not None
+
+
+def test_overlay_layers_are_written_in_the_scans_geometry_with_their_values(viewer, tmp_path):
+    """Heatmap (attribution values, not display-scaled) and top-k contour, saved by the writer,
+    re-open on the scan's grid voxel for voxel."""
+    from napari_mlmi_interp.explain import explain
+    from napari_mlmi_interp.models import resolve_model
+    from napari_mlmi_interp.overlays import add_explanation_layers, explanation_layer_data
+    from napari_mlmi_interp.overlays.explanation_layers import topk_labels
+    from napari_mlmi_interp.sample import make_sample
+
+    sample = make_sample()
+    result = explain(sample.scan, resolve_model("lesion-classifier"), "gradcam", target="lesion")
+    layers = add_explanation_layers(
+        viewer, explanation_layer_data(result, scan_name="scan", method_title="Grad-CAM", surface=False)
+    )
+    heat, contour = layers["heatmap"], layers["contour"]
+    heat.save(str(tmp_path / "heat.nii.gz"), plugin=PLUGIN)
+    contour.save(str(tmp_path / "contour.nii.gz"), plugin=PLUGIN)
+    (saved_heat,) = load(tmp_path / "heat.nii.gz")
+    (saved_contour,) = load(tmp_path / "contour.nii.gz")
+    for saved in (saved_heat, saved_contour):
+        assert saved.shape == sample.scan.shape
+        np.testing.assert_allclose(saved.index_to_lps, sample.scan.index_to_lps, atol=1e-4)
+    np.testing.assert_allclose(saved_heat.array, result.native.array, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(saved_contour.array > 0, topk_labels(result.native, 5.0) > 0)

@@ -25,6 +25,7 @@ from ..explain.methods import ELEMENTS
 __all__ = [
     "DEFAULT_BANDS",
     "FIGURES",
+    "LOCALIZATION_FIGURES",
     "Assessment",
     "Band",
     "Figure",
@@ -97,6 +98,18 @@ def load_bands(source: str | os.PathLike[str] | Mapping[str, Any] | None = None)
             float(spec.get("warn", old.warn_at)),
         )
     return bands
+
+
+#: The localization figures, in the order the sidebar and the exports list them.
+LOCALIZATION_FIGURES = (
+    "pointing_game",
+    "peak_to_roi_mm",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+    "auroc",
+    "topk_dice",
+    "topk_iou",
+)
 
 
 @dataclass(frozen=True)
@@ -439,15 +452,7 @@ def map_evidence(
                 figs[key] = replace(figs[key], band="info", note=note)
     else:
         why = "draw or load the true region" if roi is None else "the true region is empty"
-        for key in (
-            "pointing_game",
-            "peak_to_roi_mm",
-            "relevance_mass_accuracy",
-            "relevance_rank_accuracy",
-            "auroc",
-            "topk_dice",
-            "topk_iou",
-        ):
+        for key in LOCALIZATION_FIGURES:
             figs[key] = Figure(key, None, "n/a", why)
     add("components_90", M.components(a, 0.9))
     add("gini", M.gini(a))

@@ -1,0 +1,346 @@
+"""Batch explanations over a cohort on Dask distributed: per-case maps, metrics, a summary.
+
+Every case runs :func:`run_case` on a worker: load the scan (and its ROI), explain it with
+each method, write the native-grid map as NIfTI in the case's own geometry, score it
+(:func:`~napari_mlmi_interp.framework.map_evidence`, against the ROI when there is one) and
+write a JSON sidecar (tool and library versions, model hash, method, parameters, target,
+prediction, timings, figures). ``case.json`` is written last, atomically: a case is done when
+it exists, so a rerun skips finished cases and an interrupted one leaves no half-done case
+behind. A case that fails records its error (``error.json``) and the others go on; a rerun
+tries it again.
+
+Workers are processes with one thread each (``threads_per_worker=1`` and one torch / ITK
+thread): N workers use N cores. ``workers=0`` runs in this process (for debugging).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..framework.evidence import LOCALIZATION_FIGURES
+from .manifest import Case, read_cases
+
+__all__ = ["BatchResult", "run_batch", "run_case"]
+
+SUMMARY_FIGURES = (*LOCALIZATION_FIGURES, "components_90", "gini", "entropy", "region_volume_ml")
+
+_MODELS: dict[str, Any] = {}  # per worker process: each model is loaded once
+
+
+def _model(ref: str) -> Any:
+    from ..models import resolve_model
+
+    if ref not in _MODELS:
+        _MODELS[ref] = resolve_model(ref)
+    return _MODELS[ref]
+
+
+def _set_threads(threads: int | None) -> None:
+    if not threads:
+        return
+    import SimpleITK as sitk
+    import torch
+
+    torch.set_num_threads(int(threads))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def case_dir(out: str | os.PathLike[str], case: Case) -> Path:
+    return Path(out) / "cases" / case.key
+
+
+def run_case(
+    case: Case,
+    *,
+    model: str,
+    methods: list[str],
+    out: str,
+    target: str | int | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    percent: float = 5.0,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Explain one case with every method; returns its record (also written as ``case.json``)."""
+    from .. import __version__
+    from ..explain import explain
+    from ..framework import map_evidence
+    from ..framework.files import on_grid_of
+    from ..io import load, save
+
+    _set_threads(threads)
+    folder = case_dir(out, case)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    record: dict[str, Any] = {"case": case.key, "input": case.input, "label": case.label, "methods": {}}
+    try:
+        volumes = load(case.scan)
+        volume = volumes[0]
+        record["case_id"] = volume.case_id
+        record["notes"] = (
+            [f"{len(volumes)} volumes found; the first was explained"] if len(volumes) > 1 else []
+        )
+        roi = None
+        if case.roi is not None:
+            notes: list[str] = []
+            roi = on_grid_of(load(case.roi)[0], volume, labels=True, what="ROI", notes=notes) > 0
+            record["notes"] += notes
+        loaded = _model(model)
+        model_input = None
+        for method in methods:
+            result = explain(
+                volume,
+                loaded,
+                method,
+                target=target,
+                params=(params or {}).get(method),
+                model_input=model_input,
+            )
+            model_input = result.prediction.model_input
+            map_path = folder / f"{method}.nii.gz"
+            tmp = folder / f".{method}.{os.getpid()}.nii.gz"
+            save(result.native, tmp)
+            os.replace(tmp, map_path)
+            evidence = map_evidence(result.native, roi=roi, scan=volume, percent=percent)
+            sidecar = {
+                "tool": {"name": "napari-mlmi-interp", "version": __version__},
+                **result.summary(),
+                "map": map_path.name,
+                "metrics": evidence.to_dict(),
+            }
+            sidecar["metrics"].pop("curves", None)
+            _write_json(folder / f"{method}.json", sidecar)
+            record["methods"][method] = {
+                "map": str(map_path),
+                "prediction": result.prediction.to_dict(),
+                "peak_lps_mm": sidecar["peak_lps_mm"],
+                "seconds": round(result.timings.get("total", 0.0), 4),
+                "figures": {k: evidence[k].to_dict()["value"] for k in SUMMARY_FIGURES if k in evidence},
+                "bands": {k: evidence[k].band for k in SUMMARY_FIGURES if k in evidence},
+            }
+        record.update(status="ok", seconds=round(time.perf_counter() - started, 3), worker_pid=os.getpid())
+        (folder / "error.json").unlink(missing_ok=True)
+        _write_json(folder / "case.json", record)
+    except Exception as exc:  # one case's failure is recorded; the batch goes on
+        record.update(
+            status="error",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(limit=6),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        _write_json(folder / "error.json", record)
+    return record
+
+
+def _done(out: Path, case: Case) -> dict[str, Any] | None:
+    path = case_dir(out, case) / "case.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("status") == "ok" else None
+
+
+@dataclass
+class BatchResult:
+    """What a batch did: every case's record, which were skipped, the summary files."""
+
+    records: list[dict[str, Any]]
+    skipped: list[str] = field(default_factory=list)
+    summary_csv: Path | None = None
+    summary_parquet: Path | None = None
+    seconds: float = 0.0
+    workers: int = 0
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("status") != "ok"]
+
+
+def run_batch(
+    source: str | os.PathLike[str],
+    *,
+    model: str,
+    methods: list[str],
+    out: str | os.PathLike[str],
+    masks: str | os.PathLike[str] | None = None,
+    workers: int = 2,
+    scheduler: str | None = None,
+    target: str | int | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    percent: float = 5.0,
+    threads: int | None = None,
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> BatchResult:
+    """Explain every case of ``source`` with ``model`` and each of ``methods``.
+
+    Parameters
+    ----------
+    source : path-like
+        A folder of scans or a CSV manifest (see :func:`~.manifest.read_cases`).
+    model : str
+        A model name, spec file or weights file (loaded once per worker).
+    workers : int
+        Local Dask workers (processes, one thread each); 0 runs in this process.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``); its workers are used.
+    threads : int, optional
+        Torch and ITK threads per local worker (default: the machine's cores shared out
+        among the workers).
+    progress : callable, optional
+        ``progress(done, total, record)`` after every case (skipped ones count as done).
+    """
+    from ..explain import get_method
+    from ..models import resolve_model
+
+    started = time.perf_counter()
+    for m in methods:
+        get_method(m)  # unknown names fail here, not on every worker
+    resolve_model(model)  # a wrong model fails here too
+    out_dir = Path(out)
+    (out_dir / "cases").mkdir(parents=True, exist_ok=True)
+    cases = read_cases(source, masks=masks)
+    records: dict[str, dict[str, Any]] = {}
+    skipped = []
+    for case in cases:
+        done = _done(out_dir, case)
+        if done is not None and all(m in done.get("methods", {}) for m in methods):
+            records[case.key] = done
+            skipped.append(case.key)
+    pending = [c for c in cases if c.key not in records]
+    total, finished = len(cases), 0
+    for key in skipped:  # done before: counted first
+        finished += 1
+        if progress is not None:
+            progress(finished, total, records[key])
+    cores = os.cpu_count() or 1
+    kwargs = {
+        "model": model,
+        "methods": list(methods),
+        "out": str(out_dir),
+        "target": target,
+        "params": params or {},
+        "percent": percent,
+    }
+    _write_json(
+        out_dir / "batch.json",
+        {
+            "model": model,
+            "methods": list(methods),
+            "target": target,
+            "params": params or {},
+            "percent": percent,
+            "cases": total,
+            "order": [c.key for c in cases],
+        },
+    )
+    n_workers = 0
+    if pending and (workers > 0 or scheduler):
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        if scheduler:
+            client, cluster = Client(scheduler), None
+        else:
+            cluster = LocalCluster(
+                n_workers=int(workers),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
+            client = Client(cluster)
+            threads = threads or max(1, cores // int(workers))
+        try:
+            n_workers = len(client.scheduler_info()["workers"])
+            futures = client.map(run_case, pending, pure=False, threads=threads, **kwargs)
+            for future in as_completed(futures):
+                record = future.result()
+                records[record["case"]] = record
+                finished += 1
+                if progress is not None:
+                    progress(finished, total, record)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    else:
+        for case in pending:
+            record = run_case(case, threads=threads, **kwargs)
+            records[case.key] = record
+            finished += 1
+            if progress is not None:
+                progress(finished, total, record)
+    ordered = [records[c.key] for c in cases]
+    result = BatchResult(ordered, skipped, seconds=time.perf_counter() - started, workers=n_workers)
+    result.summary_csv, result.summary_parquet = write_summary(ordered, methods, out_dir)
+    return result
+
+
+def summary_rows(records: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]]:
+    """One row per case and method (one row with the error for a failed case)."""
+    rows = []
+    for r in records:
+        base = {
+            "case": r["case"],
+            "case_id": r.get("case_id", ""),
+            "input": r["input"],
+            "label": r.get("label"),
+            "status": r.get("status"),
+        }
+        if r.get("status") != "ok":
+            rows.append({**base, "error": r.get("error", "")})
+            continue
+        for method in methods:
+            m = r["methods"].get(method)
+            if m is None:
+                continue
+            pred = m["prediction"]
+            peak = m["peak_lps_mm"]
+            row = {
+                **base,
+                "error": "",
+                "method": method,
+                "predicted": pred.get("predicted"),
+                "peak_L_mm": peak[0],
+                "peak_P_mm": peak[1],
+                "peak_S_mm": peak[2],
+                "seconds": m["seconds"],
+            }
+            for cls, p in pred.get("probabilities", {}).items():
+                row[f"p[{cls}]"] = p
+            for key in SUMMARY_FIGURES:
+                value = m["figures"].get(key)
+                row[key] = value if not isinstance(value, list) else json.dumps(value)
+            row["map"] = m["map"]
+            rows.append(row)
+    return rows
+
+
+def write_summary(records: list[dict[str, Any]], methods: list[str], out: Path) -> tuple[Path, Path | None]:
+    """``summary.csv`` (and ``summary.parquet`` when pyarrow is installed)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(summary_rows(records, methods))
+    csv_path = out / "summary.csv"
+    frame.to_csv(csv_path, index=False)
+    try:
+        parquet = out / "summary.parquet"
+        frame.to_parquet(parquet, index=False)
+    except ImportError:
+        parquet = None
+    return csv_path, parquet

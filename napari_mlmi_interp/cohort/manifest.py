@@ -1,0 +1,100 @@
+"""What a batch runs on: a folder of scans or a CSV manifest, turned into cases."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io.formats import IMAGE_SUFFIXES, image_suffix
+from ..io.pseudonym import pseudonymize
+
+__all__ = ["Case", "read_cases"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scan to explain.
+
+    ``key`` names the case's output folder: a keyed hash of the input's resolved path, so a
+    rerun finds its finished cases again and no file name (which may hold a patient's
+    name) becomes a folder name.
+    """
+
+    key: str
+    scan: Path
+    roi: Path | None = None
+    label: str | None = None
+
+    @property
+    def input(self) -> str:
+        return str(self.scan)
+
+
+def _case(scan: Path, roi: Path | None, label: str | None) -> Case:
+    scan = scan.resolve()
+    return Case(pseudonymize("batch-input", str(scan)), scan, roi.resolve() if roi else None, label)
+
+
+def _stem(path: Path) -> str:
+    suffix = image_suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.name
+
+
+def _find_mask(masks: Path, scan: Path) -> Path | None:
+    """``<stem>.<ext>``, ``<stem>_mask.<ext>``, ``<stem>_roi.<ext>`` or ``<stem>_seg.<ext>`` in ``masks``."""
+    stem = _stem(scan)
+    for name in (stem, f"{stem}_mask", f"{stem}_roi", f"{stem}_seg"):
+        for suffix in IMAGE_SUFFIXES:
+            candidate = masks / f"{name}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_cases(source: str | os.PathLike[str], *, masks: str | os.PathLike[str] | None = None) -> list[Case]:
+    """The cases of a batch.
+
+    Parameters
+    ----------
+    source : path-like
+        A folder: every image file (NIfTI, MHA/MHD, NRRD) in it, and every sub-folder (a
+        DICOM series or study), is one case. Or a CSV manifest with a ``scan`` column and
+        optional ``roi`` (a mask) and ``label`` columns; relative paths are relative to the CSV.
+    masks : path-like, optional
+        A folder of ROI masks matched to scans by file name (``<stem>``, ``<stem>_mask``,
+        ``<stem>_roi`` or ``<stem>_seg``); a manifest's ``roi`` column wins.
+    """
+    src = Path(source)
+    mask_dir = Path(masks) if masks else None
+    if mask_dir is not None and not mask_dir.is_dir():
+        raise ValueError(f"{mask_dir}: the masks folder does not exist")
+    cases: list[Case] = []
+    if src.is_file() and src.suffix.lower() == ".csv":
+        with src.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "scan" not in reader.fieldnames:
+                raise ValueError(f"{src}: a manifest needs a 'scan' column (and optionally 'roi', 'label')")
+            for i, row in enumerate(reader, start=2):
+                if not (row.get("scan") or "").strip():
+                    raise ValueError(f"{src}, line {i}: empty 'scan'")
+                scan = src.parent / row["scan"].strip()
+                roi = src.parent / row["roi"].strip() if (row.get("roi") or "").strip() else None
+                if roi is None and mask_dir is not None:
+                    roi = _find_mask(mask_dir, scan)
+                cases.append(_case(scan, roi, (row.get("label") or "").strip() or None))
+    elif src.is_dir():
+        entries = sorted(p for p in src.iterdir() if not p.name.startswith("."))
+        for p in entries:
+            if p.is_dir() or image_suffix(p) is not None:
+                roi = _find_mask(mask_dir, p) if mask_dir is not None else None
+                cases.append(_case(p, roi, None))
+    else:
+        raise ValueError(f"{src}: give a folder of scans or a CSV manifest")
+    if not cases:
+        raise ValueError(f"{src}: no scans found (image files or DICOM folders)")
+    keys = [c.key for c in cases]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{src}: the same scan is listed twice")
+    return cases
