@@ -211,6 +211,7 @@ class FrameworkSidebar(QWidget):
         self._bridge = ProgressBridge()
         self._bridge.progress.connect(self._on_progress)
         self._region_layer = None
+        self._saved_region: int | None = None
         self._recompute = QTimer(self)
         self._recompute.setSingleShot(True)
         self._recompute.setInterval(400)
@@ -612,7 +613,15 @@ class FrameworkSidebar(QWidget):
         explanation, scan = current["explanation"], current["scan"]
         percent = self._percent()
         drawn = self._region_layer is not None and self._region_layer.metadata.get("kind") == "annotation"
-        if drawn and mask is not None and mask.any() and self.store is not None:
+        digest = hash((explanation.native.case_id, mask.tobytes())) if mask is not None else None
+        if (
+            drawn
+            and mask is not None
+            and mask.any()
+            and self.store is not None
+            and digest != self._saved_region
+        ):
+            self._saved_region = digest  # each new drawing once, not again at every recompute
             self.store.save_annotation(
                 explanation.native.case_id,
                 mask,
@@ -840,6 +849,7 @@ class FrameworkSidebar(QWidget):
         token = CancelToken()
         self._token = token
         bridge = self._bridge
+        percent = self._percent()  # read here: the worker thread must not touch the layers
 
         report = bridge.reporter(token)
 
@@ -857,7 +867,7 @@ class FrameworkSidebar(QWidget):
                 result,
                 scan_name="Case",
                 method_title=label,
-                percent=self._percent(),
+                percent=percent,
                 surface=False,
                 model=model,
                 scan=scan,
