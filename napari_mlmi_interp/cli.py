@@ -366,6 +366,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         target=args.target,
         params=params,
         percent=args.percent,
+        dicom=args.dicom,
         progress=progress,
     )
     if not args.json:
@@ -505,6 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, help="class name or index (default: the predicted class)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     p.add_argument("--percent", type=float, default=5.0, help="k of the top-k %% region for the metrics")
+    p.add_argument(
+        "--dicom",
+        action="store_true",
+        help="DICOM cases: also write each map into the source study (derived series, Parametric Map, SEG)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary (no progress bar)")
     p.set_defaults(func=cmd_batch)
 

@@ -73,8 +73,14 @@ def run_case(
     params: dict[str, dict[str, Any]] | None = None,
     percent: float = 5.0,
     threads: int | None = None,
+    dicom: bool = False,
 ) -> dict[str, Any]:
-    """Explain one case with every method; returns its record (also written as ``case.json``)."""
+    """Explain one case with every method; returns its record (also written as ``case.json``).
+
+    With ``dicom`` and a DICOM source, each map is also written into the source study
+    (:func:`~napari_mlmi_interp.export.export_dicom`: derived series, Parametric Map, SEG of
+    the top-k % region) under ``dicom/<method>/``.
+    """
     from .. import __version__
     from ..explain import explain
     from ..framework import map_evidence
@@ -122,6 +128,19 @@ def run_case(
                 "metrics": evidence.to_dict(),
             }
             sidecar["metrics"].pop("curves", None)
+            if dicom and volume.references.get("SOPInstanceUIDs"):
+                from ..export import export_dicom
+
+                exported = export_dicom(
+                    result.native,
+                    volume,
+                    folder / "dicom" / method,
+                    method=method,
+                    target=str(result.target.get("name", "")),
+                    percent=percent,
+                )
+                sidecar["dicom"] = {k: v for k, v in exported.items() if k != "derived_series"}
+                sidecar["dicom"]["derived_series"] = str(folder / "dicom" / method / "derived")
             _write_json(folder / f"{method}.json", sidecar)
             record["methods"][method] = {
                 "map": str(map_path),
@@ -185,6 +204,7 @@ def run_batch(
     params: dict[str, dict[str, Any]] | None = None,
     percent: float = 5.0,
     threads: int | None = None,
+    dicom: bool = False,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> BatchResult:
     """Explain every case of ``source`` with ``model`` and each of ``methods``.
@@ -199,6 +219,8 @@ def run_batch(
         Local Dask workers (processes, one thread each); 0 runs in this process.
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:8786``); its workers are used.
+    dicom : bool
+        Also write each map of a DICOM case into its source study (see :func:`run_case`).
     threads : int, optional
         Torch and ITK threads per local worker (default: the machine's cores shared out
         among the workers).
@@ -236,6 +258,7 @@ def run_batch(
         "target": target,
         "params": params or {},
         "percent": percent,
+        "dicom": dicom,
     }
     _write_json(
         out_dir / "batch.json",
