@@ -227,3 +227,23 @@ def test_report_shows_cases_by_pseudonym_only(cohort, tmp_path):
     assert base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="not a batch result folder"):
         write_report(tmp_path, tmp_path / "x.html")
+
+
+def test_batch_uses_a_running_scheduler(cohort, tmp_path):
+    from dask.distributed import LocalCluster
+
+    from napari_mlmi_interp.cohort import run_batch
+
+    manifest = tmp_path / "one.csv"
+    manifest.write_text(f"scan\n{cohort / 'scans' / 'subject1.nii.gz'}\n")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        result = run_batch(
+            manifest,
+            model="lesion-classifier",
+            methods=["saliency"],
+            out=tmp_path / "out",
+            scheduler=cluster.scheduler_address,
+        )
+    (record,) = result.records
+    assert record["status"] == "ok" and result.workers == 1
+    assert record["worker_pid"] != __import__("os").getpid()  # it ran on the scheduler's worker
