@@ -703,7 +703,14 @@ class FrameworkSidebar(QWidget):
             )
         if self.store is not None and self.run_id is not None:
             self.store.record_evidence(self.run_id, assessment)
-        fails = [ELEMENT_INFO[e].title for e in ELEMENTS if assessment.flagged(e)]
+        # name the failing figures, not just their elements: a map can hit the lesion (pointing
+        # game passes) and still spread its mass (relevance mass fails)
+        fails = [
+            f"{FIGURES[f.key].label} ({ELEMENT_INFO[e].title.lower()})"
+            for e, figs in assessment.by_element().items()
+            for f in figs
+            if f.band == "fail"
+        ]
         self.status.setText("Evidence ready" + (f"; failing: {', '.join(fails)}." if fails else "."))
         self.assessed.emit(assessment)
 
