@@ -4,8 +4,8 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/_env.sh" "test"
 echo "[test] ruff"
-ruff check napari_mlmi_interp tests sample_data benchmarks
-ruff format --check napari_mlmi_interp tests sample_data benchmarks
+ruff check napari_mlmi_interp tests sample_data benchmarks fuzz
+ruff format --check napari_mlmi_interp tests sample_data benchmarks fuzz
 echo "[test] import-linter"
 lint-imports
 echo "[test] npe2 validate"

@@ -284,3 +284,53 @@ def test_predict_cli_json(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no model named" in bad.stderr
+
+
+class FixedHeadNet(torch.nn.Module):
+    """A fixed-size head (flatten + linear): it accepts ``channels`` x 8^3 voxels only."""
+
+    def __init__(self, channels: int = 1) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(channels, 2, 3, padding=1)
+        self.head = torch.nn.Linear(2 * 8 * 8 * 8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.conv(x), 1))
+
+
+@pytest.mark.parametrize(
+    "channels, size, message",
+    [
+        (1, 8, None),  # fits
+        (2, 8, r"failed on an input of shape \(1, 1, 8, 8, 8\).*channels"),  # expects 2 channels
+        (1, 16, r"failed on an input of shape \(1, 1, 16, 16, 16\).*shapes cannot be multiplied"),
+    ],
+)
+def test_torchscript_with_the_wrong_input_shape_or_channels_says_so(
+    tmp_path, sample_scan, channels, size, message
+):
+    from napari_mlmi_interp.explain import explain
+    from napari_mlmi_interp.models import ModelError
+
+    torch.jit.script(FixedHeadNet(channels).eval()).save(str(tmp_path / "net.pt"))
+    spec = _spec(
+        name="fixed-head",
+        weights="net.pt",
+        format="torchscript",
+        input={"spacing_mm": [4.0] * 3, "size": [size] * 3},
+    )
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    model = resolve_model(tmp_path / "net.json")
+    if message is None:
+        assert predict(sample_scan, model).probabilities.shape == (2,)
+        assert explain(sample_scan, model, "saliency", target=1).model_map.shape == (8, 8, 8)
+        return
+    # both ways in: a prediction, and an attribution whose own forward pass meets the model first
+    for run in (
+        lambda: predict(sample_scan, model),
+        lambda: explain(sample_scan, model, "saliency", target=1),
+    ):
+        with pytest.raises(ModelError, match=message) as info:
+            run()
+        text = str(info.value)
+        assert text.startswith("model 'fixed-head'") and "\n" not in text and len(text) < 500

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..io.volume import Geometry, Volume
 from ..models.loading import LoadedModel
-from ..models.predict import Prediction, classification_prediction, predict, preprocessor_for
+from ..models.predict import Prediction, classification_prediction, model_failure, predict, preprocessor_for
 from ..models.preprocessing import ModelInput
 from .cache import ResultCache
 from .methods import Method, get_method
@@ -336,7 +336,12 @@ def explain(
     total = max(1, m.cost(p, tuple(mi.array.shape[1:]))[0])
     observed = _observed(scored, total, progress, cancel, reference=x.detach() if deferred else None)
     with torch.enable_grad():
-        attr, delta = attribute(m, observed, x, target_index, p, layer, grid_region)
+        try:
+            attr, delta = attribute(m, observed, x, target_index, p, layer, grid_region)
+        except (Cancelled, ValueError, MemoryError):
+            raise
+        except RuntimeError as exc:  # the model rejected its input (shape, channels, dtype)
+            raise model_failure(model, tuple(x.shape), exc) from None
     if progress is not None:
         progress(observed.total, observed.total)
     t_attr = time.perf_counter()

@@ -236,8 +236,15 @@ def _frames_of(path: Path, ds: Any) -> list[_Frame]:
         row_cos = col_cos = None
         if iop is not None:
             row_cos, col_cos = iop[:3], iop[3:]
-            nr, nc = np.linalg.norm(row_cos), np.linalg.norm(col_cos)
-            if nr < 1e-6 or nc < 1e-6 or abs(np.dot(row_cos, col_cos)) > 1e-3 * nr * nc:
+            with np.errstate(over="ignore", invalid="ignore"):
+                nr, nc = np.linalg.norm(row_cos), np.linalg.norm(col_cos)
+                skew = abs(np.dot(row_cos, col_cos))
+            if (
+                not (np.isfinite(nr) and np.isfinite(nc) and np.isfinite(skew))
+                or nr < 1e-6
+                or nc < 1e-6
+                or skew > 1e-3 * nr * nc
+            ):
                 row_cos = col_cos = None  # degenerate orientation: treated as no geometry
             else:
                 row_cos, col_cos = row_cos / nr, col_cos / nc
@@ -660,6 +667,8 @@ def read_dicom(path: str | os.PathLike[str]) -> list[Volume]:
         except LoadError as exc:
             where = f"{Path(exc.path).name}: " if exc.path and exc.path != str(path) else ""
             failures.append(f"'{label}': {where}{exc.reason}")
+        except (ValueError, ArithmeticError) as exc:  # geometry no grid can hold (found by fuzzing)
+            failures.append(f"'{label}': unusable geometry ({exc})")
     if not volumes:
         if not failures and problems:
             more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""

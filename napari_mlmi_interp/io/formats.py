@@ -7,6 +7,7 @@ so a :class:`~napari_mlmi_interp.io.volume.Volume` is always in LPS millimetres.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,51 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _check_nifti_header(path: Path) -> None:
+    """Refuse NIfTI-1 headers ITK cannot be trusted with, before ITK sees them.
+
+    Found by fuzzing: an ``inf`` in the sform makes ITK's header reader loop forever (the
+    call never returns, and C++ cannot be interrupted from Python). The numbers ITK turns
+    into geometry (dimensions, voxel sizes, quaternion, offsets, sform rows) must be finite.
+    NIfTI-2 headers (540 bytes) are left to ITK.
+    """
+    import gzip
+    import struct
+
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            head = fh.read(348)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise LoadError(f"not a readable NIfTI file ({exc})", path) from None
+    if len(head) < 348:
+        raise LoadError(f"not a readable NIfTI file: the header is {len(head)} bytes, not 348", path)
+    for order in ("<", ">"):
+        if struct.unpack(order + "i", head[:4])[0] == 348:
+            break
+    else:
+        return  # NIfTI-2 or not NIfTI at all: ITK decides
+    dims = struct.unpack(order + "8h", head[40:56])
+    pixdim = struct.unpack(order + "8f", head[76:108])
+    qform_code, sform_code = struct.unpack(order + "2h", head[252:256])
+    quatern = struct.unpack(order + "6f", head[256:280])
+    srow = struct.unpack(order + "12f", head[280:328])
+    ndim = dims[0]
+    if not 1 <= ndim <= 7 or any(d < 1 for d in dims[1 : ndim + 1]):
+        raise LoadError(
+            f"NIfTI header: invalid dimensions {list(dims[: ndim + 1] if 0 <= ndim <= 7 else dims)}", path
+        )
+    checks = [("voxel sizes (pixdim)", pixdim[: ndim + 1])]
+    if qform_code > 0:
+        checks.append(("qform (quaternion and offsets)", quatern))
+    if sform_code > 0:
+        checks.append(("sform rows", srow))
+    for what, values in checks:
+        if not all(math.isfinite(v) for v in values):
+            bad = next(v for v in values if not math.isfinite(v))
+            raise LoadError(f"NIfTI header: the {what} hold a non-finite number ({bad})", path)
+
+
 def read_image(path: str | os.PathLike[str]) -> Volume:
     """Read a NIfTI, MHA/MHD or NRRD file as one LPS :class:`Volume`.
 
@@ -102,6 +148,8 @@ def read_image(path: str | os.PathLike[str]) -> Volume:
     if path.stat().st_size == 0:
         raise LoadError(f"the file is empty (0 bytes), not a {fmt} image", path)
 
+    if suffix in (".nii", ".nii.gz"):
+        _check_nifti_header(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

@@ -12,7 +12,7 @@ from .loading import LoadedModel
 from .preprocessing import ModelInput, Preprocessor
 from .spec import ModelError
 
-__all__ = ["Prediction", "classification_prediction", "predict", "preprocessor_for"]
+__all__ = ["Prediction", "classification_prediction", "model_failure", "predict", "preprocessor_for"]
 
 
 @dataclass
@@ -44,6 +44,27 @@ class Prediction:
         if self.task == "segmentation":
             out["volumes_ml"] = {k: round(v, 4) for k, v in self.volumes_ml.items()}
         return out
+
+
+def model_failure(model: LoadedModel, shape: tuple[int, ...], exc: BaseException) -> ModelError:
+    """One readable sentence for a model that rejected its input.
+
+    TorchScript wraps the real error in a multi-line interpreter trace ("The following
+    operation failed in the TorchScript interpreter. ... RuntimeError: expected input ... to
+    have 2 channels"): the last line of the message is the one a user needs.
+    """
+    spec = model.spec
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    detail = lines[-1] if lines else type(exc).__name__
+    if lines and "TorchScript interpreter" in lines[0] and len(lines) > 1:
+        detail = lines[-1]
+    elif lines:
+        detail = lines[0]
+    return ModelError(
+        f"model '{spec.name}' failed on an input of shape {shape} "
+        f"(spec: {spec.input.channels} channel(s), size {spec.input.size or spec.input.patch_size}): "
+        f"{type(exc).__name__}: {detail[:240]}"
+    )
 
 
 def preprocessor_for(model: LoadedModel) -> Preprocessor:
@@ -117,11 +138,7 @@ def predict(volume: Volume, model: LoadedModel, *, model_input: ModelInput | Non
             else:
                 logits = model(x)
     except Exception as exc:
-        raise ModelError(
-            f"model '{spec.name}' failed on an input of shape {tuple(x.shape)} "
-            f"(spec: {spec.input.channels} channel(s), size {spec.input.size or spec.input.patch_size}): "
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
-        ) from None
+        raise model_failure(model, tuple(x.shape), exc) from None
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
     if isinstance(logits, dict):
