@@ -63,48 +63,11 @@ def test_no_name_id_or_birth_date_in_outputs_caches_reports_or_logs(tmp_path, ca
     outputs = []
     assert main(["info", str(source), "--json"]) == 0
     outputs.append(capsys.readouterr())
-    assert (
-        main(
-            [
-                "explain",
-                str(source),
-                "--model",
-                "lesion-classifier",
-                "--method",
-                "saliency",
-                "--target",
-                "lesion",
-                "--out",
-                str(out / "explain"),
-                "--cache",
-                str(out / "cache"),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    explain = ["explain", str(source), "--model", "lesion-classifier", "--method", "saliency"]
+    explain += ["--target", "lesion", "--cache", str(out / "cache"), "--json"]
+    assert main([*explain, "--out", str(out / "explain")]) == 0
     outputs.append(capsys.readouterr())
-    # again: a cache hit, from the cache folder
-    assert (
-        main(
-            [
-                "explain",
-                str(source),
-                "--model",
-                "lesion-classifier",
-                "--method",
-                "saliency",
-                "--target",
-                "lesion",
-                "--out",
-                str(out / "explain2"),
-                "--cache",
-                str(out / "cache"),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    assert main([*explain, "--out", str(out / "explain2")]) == 0  # again: a cache hit
     outputs.append(capsys.readouterr())
     the_map = json.loads(outputs[1].out)["map"]
     assert main(["evaluate", the_map, "--scan", str(source), "--json"]) == 0
