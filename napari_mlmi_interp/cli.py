@@ -366,7 +366,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         target=args.target,
         params=params,
         percent=args.percent,
-        dicom=args.dicom,
+        dicom=args.dicom or args.dicom_keep_identity,
+        keep_identity=args.dicom_keep_identity,
         progress=progress,
     )
     if not args.json:
@@ -509,7 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dicom",
         action="store_true",
-        help="DICOM cases: also write each map into the source study (derived series, Parametric Map, SEG)",
+        help="DICOM cases: also write each map into the source study (derived series, Parametric Map, SEG), "
+        "the patient pseudonymised",
+    )
+    p.add_argument(
+        "--dicom-keep-identity",
+        action="store_true",
+        help="like --dicom, with the source's patient name, ID and birth date (for filing into a PACS)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary (no progress bar)")
     p.set_defaults(func=cmd_batch)

@@ -118,6 +118,26 @@ def test_parametric_map_and_seg_frames_sit_on_the_source_slices(exported):
     assert seen == set(range(volume.shape[0]))
 
 
+def test_exports_carry_the_pseudonym_unless_identity_is_asked_for(exported, tmp_path):
+    import pydicom
+
+    from napari_mlmi_interp.export import export_dicom
+    from napari_mlmi_interp.export.dicom import source_datasets
+
+    volume, amap, out = exported
+    source = source_datasets(volume)[0]
+    for path in (out["derived_series"][0], out["parametric_map"], out["segmentation"]):
+        ds = pydicom.dcmread(path)
+        assert str(ds.PatientName) == volume.case_id == ds.PatientID
+        assert "PatientBirthDate" not in ds or not ds.PatientBirthDate
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.StudyInstanceUID == source.StudyInstanceUID  # still in the source study
+    kept = export_dicom(amap, volume, tmp_path, method="gradcam", keep_identity=True)
+    assert kept["identity"] == "source"
+    ds = pydicom.dcmread(kept["parametric_map"])
+    assert str(ds.PatientName) == str(source.PatientName) and ds.PatientID == source.PatientID
+
+
 def test_non_dicom_sources_are_refused_with_a_reason(tmp_path):
     from napari_mlmi_interp.export import ExportError, export_dicom
     from napari_mlmi_interp.sample import make_sample

@@ -74,6 +74,7 @@ def run_case(
     percent: float = 5.0,
     threads: int | None = None,
     dicom: bool = False,
+    keep_identity: bool = False,
 ) -> dict[str, Any]:
     """Explain one case with every method; returns its record (also written as ``case.json``).
 
@@ -138,6 +139,7 @@ def run_case(
                     method=method,
                     target=str(result.target.get("name", "")),
                     percent=percent,
+                    keep_identity=keep_identity,
                 )
                 sidecar["dicom"] = {k: v for k, v in exported.items() if k != "derived_series"}
                 sidecar["dicom"]["derived_series"] = str(folder / "dicom" / method / "derived")
@@ -205,6 +207,7 @@ def run_batch(
     percent: float = 5.0,
     threads: int | None = None,
     dicom: bool = False,
+    keep_identity: bool = False,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> BatchResult:
     """Explain every case of ``source`` with ``model`` and each of ``methods``.
@@ -220,7 +223,8 @@ def run_batch(
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:8786``); its workers are used.
     dicom : bool
-        Also write each map of a DICOM case into its source study (see :func:`run_case`).
+        Also write each map of a DICOM case into its source study (see :func:`run_case`),
+        with the patient pseudonymised unless ``keep_identity``.
     threads : int, optional
         Torch and ITK threads per local worker (default: the machine's cores shared out
         among the workers).
@@ -259,6 +263,7 @@ def run_batch(
         "params": params or {},
         "percent": percent,
         "dicom": dicom,
+        "keep_identity": keep_identity,
     }
     _write_json(
         out_dir / "batch.json",

@@ -13,9 +13,11 @@ For a map on a DICOM series' own grid, three objects, each a new series of the s
   through a Real World Value Mapping, for tools that support it (3D Slicer with dcmqi, OHIF).
 - a **Segmentation** (highdicom, binary): the top-k % region.
 
-Like any object that joins a study in a PACS, these carry the source's patient and study
-modules (that is how the PACS files them): they are the one output of the plugin that holds
-patient identity, and only when asked for. Private tags of the source are dropped.
+By default the objects carry **no patient identity**: the patient's name and ID become the
+case pseudonym, the birth date and other identifying patient attributes are removed, private
+tags are dropped; the Study Instance UID and Frame of Reference still tie them to the source
+study. ``keep_identity=True`` (``batch --dicom-keep-identity``) copies the source's patient
+module as is, for sites whose PACS files objects by patient ID: only when asked for.
 """
 
 from __future__ import annotations
@@ -68,6 +70,68 @@ def source_datasets(volume: Volume) -> list[Any]:
     if missing:
         raise ExportError(f"{root}: {len(missing)} source slices of '{volume.name}' are no longer there")
     return [found[u] for u in uids]
+
+
+#: Patient attributes removed from exports (name and ID are replaced by the pseudonym; the
+#: birth date, a type-2 attribute, is kept empty).
+IDENTIFYING = (
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientMotherBirthName",
+    "PatientComments",
+    "IssuerOfPatientID",
+    "MedicalRecordLocator",
+)
+
+
+def deidentified(datasets: list[Any], pseudonym: str) -> list[Any]:
+    """Copies of ``datasets`` (headers) whose patient is ``pseudonym``; private tags dropped."""
+    out = []
+    for ds in datasets:
+        ds = copy.deepcopy(ds)
+        ds.remove_private_tags()
+        ds.PatientName = pseudonym
+        ds.PatientID = pseudonym
+        for keyword in IDENTIFYING:
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.PatientBirthDate = ""  # type 2: present, empty
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "napari-mlmi-interp: name and ID pseudonymised, birth date removed"
+        out.append(ds)
+    return out
+
+
+#: Type-2 attributes (present, may be empty) the derived objects need from their source.
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "StudyDate",
+    "StudyTime",
+)
+
+
+def _completed(datasets: list[Any]) -> list[Any]:
+    """Copies with the type-2 attributes a source may lack added empty (highdicom needs them)."""
+    out = []
+    for ds in datasets:
+        missing = [k for k in _TYPE2 if k not in ds]
+        if missing:
+            ds = copy.deepcopy(ds)
+            for keyword in missing:
+                setattr(ds, keyword, "")
+        out.append(ds)
+    return out
 
 
 def _check_grid(amap: Volume, source: Volume) -> None:
@@ -217,6 +281,7 @@ def export_dicom(
     target: str = "",
     percent: float = 5.0,
     series_number: int = 900,
+    keep_identity: bool = False,
 ) -> dict[str, Any]:
     """Write a native-grid map of a DICOM series as a derived series, a Parametric Map and a SEG.
 
@@ -228,6 +293,8 @@ def export_dicom(
         The DICOM series it explains, as read by :func:`napari_mlmi_interp.io.load`.
     out : path-like
         Folder: ``<out>/derived/IM*.dcm``, ``<out>/parametric_map.dcm``, ``<out>/top_k_seg.dcm``.
+    keep_identity : bool
+        Copy the source's patient module (name, ID, birth date) instead of the pseudonym.
 
     Raises
     ------
@@ -236,6 +303,9 @@ def export_dicom(
     """
     _check_grid(amap, source)
     sources = source_datasets(source)
+    if not keep_identity:
+        sources = deidentified(sources, source.case_id or "case-anonymous")
+    sources = _completed(sources)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     description = f"{method} attribution" + (f" for {target}" if target else "")
@@ -251,4 +321,5 @@ def export_dicom(
         "segmentation": str(seg),
         "study_instance_uid": str(sources[0].StudyInstanceUID),
         "top_k_voxels": int(mask.sum()),
+        "identity": "source" if keep_identity else "pseudonymised",
     }
