@@ -74,45 +74,20 @@ def test_no_name_id_or_birth_date_in_outputs_caches_reports_or_logs(tmp_path, ca
     outputs.append(capsys.readouterr())
     manifest = tmp_path / "cohort.csv"
     manifest.write_text(f"scan\n{source}\n")
-    assert (
-        main(
-            [
-                "batch",
-                str(manifest),
-                "--model",
-                "lesion-classifier",
-                "--method",
-                "saliency",
-                "--out",
-                str(out / "batch"),
-                "--workers",
-                "0",
-            ]
-        )
-        == 0
-    )
+    batch = ["batch", str(manifest), "--model", "lesion-classifier", "--method", "saliency", "--workers", "0"]
+    assert main([*batch, "--out", str(out / "batch")]) == 0
     outputs.append(capsys.readouterr())
     assert main(["report", str(out / "batch"), "--out", str(out / "report.html")]) == 0
     outputs.append(capsys.readouterr())
     # DICOM exports into the source study: the patient pseudonymised
-    dicom_batch = [
-        "batch",
-        str(manifest),
-        "--model",
-        "lesion-classifier",
-        "--method",
-        "saliency",
-        "--workers",
-        "0",
-    ]
-    assert main([*dicom_batch, "--out", str(out / "batch_dicom"), "--dicom"]) == 0
+    assert main([*batch, "--out", str(out / "batch_dicom"), "--dicom"]) == 0
     outputs.append(capsys.readouterr())
     assert any((out / "batch_dicom").rglob("parametric_map.dcm"))
     assert any((out / "cache").rglob("meta.json")) and (out / "report.html").is_file()
     assert _scan_tree(out) == {}
     # only when asked for, the exports carry the identity (and this test would see it)
     kept = tmp_path / "kept"
-    assert main([*dicom_batch, "--out", str(kept), "--dicom-keep-identity"]) == 0
+    assert main([*batch, "--out", str(kept), "--dicom-keep-identity"]) == 0
     capsys.readouterr()
     leaked = _scan_tree(kept)
     assert leaked and all("/dicom/" in path for path in leaked)
