@@ -101,7 +101,7 @@ def _check_nifti_header(path: Path) -> None:
         with opener(path, "rb") as fh:
             head = fh.read(348)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise LoadError(f"not a readable NIfTI file ({exc})", path) from None
+        raise LoadError(f"not a readable NIfTI file: {exc}", path) from None
     if len(head) < 348:
         raise LoadError(f"not a readable NIfTI file: the header is {len(head)} bytes, not 348", path)
     for order in ("<", ">"):
@@ -116,9 +116,8 @@ def _check_nifti_header(path: Path) -> None:
     srow = struct.unpack(order + "12f", head[280:328])
     ndim = dims[0]
     if not 1 <= ndim <= 7 or any(d < 1 for d in dims[1 : ndim + 1]):
-        raise LoadError(
-            f"NIfTI header: invalid dimensions {list(dims[: ndim + 1] if 0 <= ndim <= 7 else dims)}", path
-        )
+        shown = list(dims[: ndim + 1] if 0 <= ndim <= 7 else dims)
+        raise LoadError(f"not a readable NIfTI file: invalid dimensions {shown}", path)
     checks = [("voxel sizes (pixdim)", pixdim[: ndim + 1])]
     if qform_code > 0:
         checks.append(("qform (quaternion and offsets)", quatern))
@@ -127,7 +126,7 @@ def _check_nifti_header(path: Path) -> None:
     for what, values in checks:
         if not all(math.isfinite(v) for v in values):
             bad = next(v for v in values if not math.isfinite(v))
-            raise LoadError(f"NIfTI header: the {what} hold a non-finite number ({bad})", path)
+            raise LoadError(f"not a readable NIfTI file: the {what} hold a non-finite number ({bad})", path)
 
 
 def read_image(path: str | os.PathLike[str]) -> Volume:
