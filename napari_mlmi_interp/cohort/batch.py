@@ -130,19 +130,24 @@ def run_case(
             }
             sidecar["metrics"].pop("curves", None)
             if dicom and volume.references.get("SOPInstanceUIDs"):
-                from ..export import export_dicom
+                from ..export import ExportError, export_dicom
 
-                exported = export_dicom(
-                    result.native,
-                    volume,
-                    folder / "dicom" / method,
-                    method=method,
-                    target=str(result.target.get("name", "")),
-                    percent=percent,
-                    keep_identity=keep_identity,
-                )
-                sidecar["dicom"] = {k: v for k, v in exported.items() if k != "derived_series"}
-                sidecar["dicom"]["derived_series"] = str(folder / "dicom" / method / "derived")
+                try:
+                    exported = export_dicom(
+                        result.native,
+                        volume,
+                        folder / "dicom" / method,
+                        method=method,
+                        target=str(result.target.get("name", "")),
+                        percent=percent,
+                        keep_identity=keep_identity,
+                    )
+                except ExportError as exc:  # the maps stand; the DICOM copy says why it is missing
+                    sidecar["dicom"] = {"error": str(exc)}
+                    record.setdefault("notes", []).append(f"{method}: no DICOM export ({exc})")
+                else:
+                    sidecar["dicom"] = {k: v for k, v in exported.items() if k != "derived_series"}
+                    sidecar["dicom"]["derived_series"] = str(folder / "dicom" / method / "derived")
             _write_json(folder / f"{method}.json", sidecar)
             record["methods"][method] = {
                 "map": str(map_path),

@@ -113,18 +113,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _ratings(study: Path | None, case_id: str, method: str) -> list[dict[str, Any]]:
-    if study is None:
-        return []
-    from ..store import StudyStore
-
-    with StudyStore(study) as store:
-        out = []
-        for run in store.to_dict()["runs"]:
-            if run["case_id"] == case_id and run["method"] == method:
-                out += [r for r in store.rows() if r["case"] == case_id and r["method"] == method]
-                break
-        return out
+def _ratings(rows: list[dict[str, Any]], case_id: str, method: str) -> list[dict[str, Any]]:
+    """The current ratings and actions of one case and method (from ``StudyStore.rows()``)."""
+    return [r for r in rows if r["case"] == case_id and r["method"] == method]
 
 
 def _model_card(model_ref: str) -> str:
@@ -181,6 +172,12 @@ def write_report(
                 break
     ok = [r for r in records if r.get("status") == "ok"]
     study_path = Path(study) if study else None
+    study_rows: list[dict[str, Any]] = []
+    if study_path is not None:
+        from ..store import StudyStore
+
+        with StudyStore(study_path) as store:
+            study_rows = store.rows()
     methods = config["methods"]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>napari-mlmi-interp report</title>",
@@ -255,7 +252,7 @@ def write_report(
                 + "".join(rows)
                 + "</table>"
             )
-            ratings = _ratings(study_path, cid, m)
+            ratings = _ratings(study_rows, cid, m)
             if ratings:
                 parts.append(
                     "<table><tr><th>reader</th><th>element</th><th>rating</th><th>note</th></tr>"
