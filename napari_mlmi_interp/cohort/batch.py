@@ -107,6 +107,7 @@ def run_case(
             record["notes"] += notes
         loaded = _model(model)
         model_input = None
+        sources = None
         for method in methods:
             result = explain(
                 volume,
@@ -130,9 +131,11 @@ def run_case(
             }
             sidecar["metrics"].pop("curves", None)
             if dicom and volume.references.get("SOPInstanceUIDs"):
-                from ..export import ExportError, export_dicom
+                from ..export import ExportError, export_dicom, source_datasets
 
                 try:
+                    if sources is None:  # the source headers, read once for every method
+                        sources = source_datasets(volume)
                     exported = export_dicom(
                         result.native,
                         volume,
@@ -141,6 +144,7 @@ def run_case(
                         target=str(result.target.get("name", "")),
                         percent=percent,
                         keep_identity=keep_identity,
+                        sources=sources,
                     )
                 except ExportError as exc:  # the maps stand; the DICOM copy says why it is missing
                     sidecar["dicom"] = {"error": str(exc)}

@@ -79,6 +79,19 @@ def default_budget_mb() -> float:
 
 
 _MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ROUGH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _remembered(memo: weakref.WeakKeyDictionary, module: Any, x: Any, compute: Any) -> Any:
+    """``compute(module, x)``, once per module, input shape and dtype (while the module lives)."""
+    key = (tuple(x.shape[1:]), str(x.dtype))
+    try:
+        known = memo.setdefault(module, {})
+    except TypeError:  # pragma: no cover - a module that cannot be weakly referenced
+        known = {}
+    if key not in known:
+        known[key] = compute(module, x)
+    return known[key]
 
 
 def per_sample_bytes(module: Any, x: Any) -> int:
@@ -86,18 +99,11 @@ def per_sample_bytes(module: Any, x: Any) -> int:
 
     Measured once per module, input shape and dtype (remembered while the module lives).
     """
-
-    key = (tuple(x.shape[1:]), str(x.dtype))
-    try:
-        known = _MEASURED.setdefault(module, {})
-    except TypeError:  # pragma: no cover - a module that cannot be weakly referenced
-        known = {}
-    if key not in known:
-        known[key] = _measure(module, x)
-    return known[key]
+    return _remembered(_MEASURED, module, x, _measure)
 
 
-def _measure(module: Any, x: Any) -> int:
+def _saved_bytes(module: Any, sample: Any) -> int:
+    """Bytes of the tensors autograd saves for the backward pass during one forward."""
     import torch
 
     saved = 0
@@ -107,11 +113,15 @@ def _measure(module: Any, x: Any) -> int:
         saved += t.numel() * t.element_size()
         return t
 
-    sample = x[:1].detach().clone().requires_grad_(True)
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = module(sample)
     del out
-    estimate = int(saved + 2 * sample.numel() * sample.element_size())
+    return saved
+
+
+def _measure(module: Any, x: Any) -> int:
+    sample = x[:1].detach().clone().requires_grad_(True)
+    estimate = _saved_bytes(module, sample) + 2 * sample.numel() * sample.element_size()
     return max(estimate, _peak_of_one_step(module, sample) or 0)
 
 
@@ -154,9 +164,6 @@ def _peak_of_one_step(module: Any, sample: Any) -> int | None:
     return max(0, peak - base)
 
 
-_ROUGH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def rough_sample_bytes(module: Any, x: Any) -> int | None:
     """Bytes one sample needs, extrapolated from a forward on a 4x (or 2x) smaller input.
 
@@ -165,39 +172,22 @@ def rough_sample_bytes(module: Any, x: Any) -> int | None:
     budget is checked before the real measurement runs). None when the model does not
     accept smaller inputs (a fixed-size head): the full-size measurement decides.
     """
-    import torch
+    return _remembered(_ROUGH, module, x, _extrapolate)
 
-    key = (tuple(x.shape[1:]), str(x.dtype))
-    try:
-        known = _ROUGH.setdefault(module, {})
-    except TypeError:  # pragma: no cover
-        known = {}
-    if key in known:
-        return known[key]
+
+def _extrapolate(module: Any, x: Any) -> int | None:
     spatial = x.shape[2:]
-    estimate = None
     for factor in (4, 2):
         if min(spatial) // factor < 8:
             continue
-        small = x[(slice(0, 1), slice(None), *[slice(None, None, factor)] * len(spatial))].detach().clone()
-        saved = 0
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            nonlocal saved
-            saved += t.numel() * t.element_size()
-            return t
-
+        index = (slice(0, 1), slice(None), *[slice(None, None, factor)] * len(spatial))
+        small = x[index].detach().clone().requires_grad_(True)
         try:
-            small.requires_grad_(True)
-            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = module(small)
-            del out
+            saved = _saved_bytes(module, small)
         except Exception:  # the model wants its full input size
             continue
-        estimate = int(saved * (x[:1].numel() / small.numel()))
-        break
-    known[key] = estimate
-    return estimate
+        return int(saved * (x[:1].numel() / small.numel()))
+    return None
 
 
 def batch_size_for(budget_bytes: float, sample_bytes: int, *, cap: int) -> int:

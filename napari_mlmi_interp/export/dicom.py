@@ -139,16 +139,21 @@ def _check_grid(amap: Volume, source: Volume) -> None:
         raise ExportError("the map is not on the source series' grid: map it to the native grid first")
 
 
+def _quantised(amap: Volume) -> tuple[np.ndarray, float, float, float]:
+    """The map as uint16 with ``value = stored * slope + lo`` (one scale for the whole volume)."""
+    values = np.asarray(amap.array, dtype=np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
+    return np.round((values - lo) / slope).clip(0, 65535).astype(np.uint16), lo, hi, slope
+
+
 def _derived_series(
     amap: Volume, sources: list[Any], folder: Path, description: str, number: int
 ) -> list[Path]:
     from pydicom.dataset import Dataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    values = np.asarray(amap.array, dtype=np.float64)
-    lo, hi = float(values.min()), float(values.max())
-    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
-    stored = np.round((values - lo) / slope).clip(0, 65535).astype(np.uint16)
+    stored, lo, hi, slope = _quantised(amap)
     series_uid = generate_uid()
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -205,10 +210,7 @@ def _equipment() -> dict[str, Any]:
 def _parametric_map(amap: Volume, sources: list[Any], path: Path, description: str, number: int) -> Path:
     import highdicom as hd
 
-    values = np.asarray(amap.array, dtype=np.float64)
-    lo, hi = float(values.min()), float(values.max())
-    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
-    stored = np.round((values - lo) / slope).clip(0, 65535).astype(np.uint16)
+    stored, lo, _hi, slope = _quantised(amap)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="attribution",
         lut_explanation=description[:64],
@@ -282,6 +284,7 @@ def export_dicom(
     percent: float = 5.0,
     series_number: int = 900,
     keep_identity: bool = False,
+    sources: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Write a native-grid map of a DICOM series as a derived series, a Parametric Map and a SEG.
 
@@ -295,6 +298,8 @@ def export_dicom(
         Folder: ``<out>/derived/IM*.dcm``, ``<out>/parametric_map.dcm``, ``<out>/top_k_seg.dcm``.
     keep_identity : bool
         Copy the source's patient module (name, ID, birth date) instead of the pseudonym.
+    sources : list of pydicom.Dataset, optional
+        ``source_datasets(source)`` when already read (several maps of one scan).
 
     Raises
     ------
@@ -302,7 +307,7 @@ def export_dicom(
         No DICOM source slices, another grid, or a multi-frame source.
     """
     _check_grid(amap, source)
-    sources = source_datasets(source)
+    sources = source_datasets(source) if sources is None else sources
     if not keep_identity:
         sources = deidentified(sources, source.case_id or "case-anonymous")
     sources = _completed(sources)

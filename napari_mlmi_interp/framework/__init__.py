@@ -15,7 +15,6 @@ from .evidence import (
     map_evidence,
     model_evidence,
     score_function,
-    with_bands,
 )
 from .guide import ELEMENT_INFO, ELEMENTS, PURPOSES, READERS, TASKS, Goal, elements_for, recommended_methods
 
@@ -37,5 +36,4 @@ __all__ = [
     "model_evidence",
     "recommended_methods",
     "score_function",
-    "with_bands",
 ]

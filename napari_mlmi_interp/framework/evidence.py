@@ -641,21 +641,3 @@ def model_evidence(
             "percent": percent,
         },
     )
-
-
-def with_bands(assessment: Assessment, bands: Mapping[str, Band]) -> Assessment:
-    """The same figures judged against other bands."""
-    figs = {
-        k: (replace(f, band=bands[k].judge(_scalar(f.value))) if k in bands and f.band != "n/a" else f)
-        for k, f in assessment.figures.items()
-    }
-    return Assessment(figs, dict(assessment.curves), dict(assessment.settings))
-
-
-def _scalar(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
