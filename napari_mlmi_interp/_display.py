@@ -1,15 +1,37 @@
-"""Start a virtual X display (Xvfb) when none is present, so napari can render headless."""
+"""What napari needs to show a window: a Qt binding, and an X display (Xvfb when headless)."""
 
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["ensure_display"]
+__all__ = ["QT_BINDINGS", "ensure_display", "missing_qt_binding"]
+
+#: The Qt bindings qtpy (and so napari) can use; the plugin depends on none of them (napari
+#: convention), the ``[viewer]`` extra installs PyQt6.
+QT_BINDINGS = ("PyQt6", "PySide6", "PyQt5", "PySide2")
+
+#: The one command that brings a binding, named in the error when none is installed.
+VIEWER_INSTALL = "pip install 'napari-mlmi-interp[viewer]'  (or: pip install 'napari[pyqt6]')"
+
+
+def missing_qt_binding() -> str | None:
+    """None when a Qt binding is importable, else one sentence naming the pip command.
+
+    Checked before napari is imported, so a machine without a binding gets this sentence
+    instead of qtpy's "No Qt bindings could be found".
+    """
+    if any(importlib.util.find_spec(name) is not None for name in QT_BINDINGS):
+        return None
+    return (
+        f"napari needs a Qt binding ({', '.join(QT_BINDINGS)}) and none is installed; "
+        f"install one with: {VIEWER_INSTALL}"
+    )
 
 
 def ensure_display(*, force_virtual: bool = False) -> str | None:

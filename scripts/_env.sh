@@ -1,5 +1,5 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: system packages, venv, pinned torch.
-# Usage: . scripts/_env.sh EXTRAS   (EXTRAS: "" for the app, "test" for the test tools)
+# Usage: . scripts/_env.sh EXTRAS   (EXTRAS: "viewer" for the app with its Qt binding, "test" for the test tools)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
