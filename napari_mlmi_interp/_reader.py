@@ -11,7 +11,7 @@ from .io import LoadError, LoadWarning, can_load, load
 from .io.dicom import is_dicom_file
 from .io.formats import image_suffix
 
-__all__ = ["get_reader", "read_layers"]
+__all__ = ["get_reader", "load_messages", "read_layers", "series_label"]
 
 # How many entries of a folder the cheap check looks at before giving up.
 _PEEK = 200
@@ -57,9 +57,52 @@ def _notify(kind: str, message: str) -> None:
     (show_error if kind == "error" else show_warning)(message)
 
 
+def series_label(volume: Any) -> str:
+    """How a notification names a volume's series: ``series 4 'T1 MPRAGE'``, else its name."""
+    meta = getattr(volume, "metadata", None) or {}
+    number, description = meta.get("SeriesNumber"), meta.get("SeriesDescription")
+    if number not in (None, "") and description:
+        return f"series {number} '{description}'"
+    return f"'{volume.name}'"
+
+
+def load_messages(caught: list[str], volumes: list) -> list[str]:
+    """Each load warning once: the loader's warnings, then each series' own notes, named.
+
+    Parameters
+    ----------
+    caught : list of str
+        Texts of the :class:`LoadWarning` s raised while loading (folder-level notes such
+        as skipped files, or per-series notes when the loader names the series itself).
+    volumes : list of Volume
+        The volumes read; ``volume.warnings`` holds each one's notes.
+
+    Returns
+    -------
+    list of str
+        ``caught`` without repeats, then every series' notes, each once per series (a note
+        repeated on several volumes of one series, echoes or repeats, is said once) and
+        named (``"<series>: <note>"`` unless the note names its series already); a note
+        that a loader warning already says is not said again.
+    """
+    said = list(dict.fromkeys(caught))
+    out = list(said)
+    seen: set[tuple[str, str]] = set()
+    for volume in volumes:
+        label = series_label(volume)
+        series = (getattr(volume, "references", None) or {}).get("SeriesInstanceUID") or label
+        for note in volume.warnings:
+            if (series, note) in seen or any(note in m for m in said):
+                continue
+            seen.add((series, note))
+            named = label in note or volume.name in note or label.replace("'", "") in note
+            out.append(note if named else f"{label}: {note}")
+    return out
+
+
 def read_layers(path: str | list[str]) -> list[tuple]:
     """Read ``path`` into one layer per volume; problems become one readable notification."""
-    from .overlays import volume_layer_data
+    from .overlays.volume_layers import arrange_when_added, volume_layer_data
 
     if isinstance(path, list):
         path = path[0]
@@ -73,35 +116,10 @@ def read_layers(path: str | list[str]) -> list[tuple]:
         except MemoryError:
             _notify("error", f"Cannot open scan — {path}: not enough memory to load it")
             return [(None,)]
-    for w in caught:
-        if issubclass(w.category, LoadWarning):
-            _notify("warning", str(w.message))
+    texts = [str(w.message) for w in caught if issubclass(w.category, LoadWarning)]
+    for message in load_messages(texts, volumes):
+        _notify("warning", message)
     layers = [volume_layer_data(v) for v in volumes]
-    _arrange_when_added(volumes)
+    if volumes:
+        arrange_when_added(volumes[0])
     return layers
-
-
-def _arrange_when_added(volumes: list) -> None:
-    """Once our layers land in an empty viewer, show them in the acquisition plane."""
-    try:
-        import napari
-
-        viewer = napari.current_viewer()
-    except Exception:  # pragma: no cover - no viewer (scripted use)
-        return
-    if viewer is None or len(viewer.layers) > 0 or not volumes:
-        return
-    from .overlays import set_radiological_view
-
-    plane = volumes[0].geometry.acquisition_plane()
-
-    def _on_inserted(event: Any = None) -> None:
-        viewer.layers.events.inserted.disconnect(_on_inserted)
-        set_radiological_view(viewer, plane)
-        layer = viewer.layers[-1]
-        # start in the middle slice of the scan
-        centre = volumes[0].geometry.to_lps([(s - 1) / 2 for s in volumes[0].shape])
-        if layer.ndim == 3:
-            viewer.dims.point = tuple(centre)
-
-    viewer.layers.events.inserted.connect(_on_inserted)

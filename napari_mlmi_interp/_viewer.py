@@ -12,7 +12,27 @@ import numpy as np
 
 from .io import Volume
 
-__all__ = ["show_volumes"]
+__all__ = ["add_volumes", "show_volumes"]
+
+
+def add_volumes(
+    viewer: Any,
+    layers: list[tuple[Volume, dict[str, Any]]],
+    *,
+    plane: str | None = None,
+    focus_lps: tuple[float, float, float] | None = None,
+) -> list[Any]:
+    """Add ``(volume, layer kwargs)`` pairs to ``viewer`` and arrange it radiologically.
+
+    The view Open Sample and the reader give (:func:`~.overlays.volume_layers.show_radiologically`):
+    the first volume's acquisition plane (or ``plane``), the slice through ``focus_lps`` (LPS
+    mm; default the middle of the first volume), snapped to its grid. Returns the layers.
+    """
+    from .overlays.volume_layers import add_layer_data, show_radiologically, volume_layer_data
+
+    added = [add_layer_data(viewer, volume_layer_data(volume, **kwargs)) for volume, kwargs in layers]
+    show_radiologically(viewer, layers[0][0], plane=plane, focus_lps=focus_lps)
+    return added
 
 
 def show_volumes(
@@ -30,16 +50,8 @@ def show_volumes(
     """
     import napari
 
-    from .overlays import set_radiological_view, volume_layer_data
-
     viewer = napari.Viewer(title="napari-mlmi-interp", show=True)
-    for volume, kwargs in layers:
-        data, attrs, layer_type = volume_layer_data(volume, **kwargs)
-        viewer._add_layer_from_data(data, attrs, layer_type)
-    first = layers[0][0]
-    set_radiological_view(viewer, plane or first.geometry.acquisition_plane())
-    centre = focus_lps or tuple(first.geometry.to_lps([(s - 1) / 2 for s in first.shape]))
-    viewer.dims.point = tuple(float(c) for c in centre)
+    add_volumes(viewer, layers, plane=plane, focus_lps=focus_lps)
     if screenshot is None:
         napari.run()
         return None

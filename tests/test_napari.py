@@ -214,4 +214,5 @@ def test_overlay_layers_are_written_in_the_scans_geometry_with_their_values(view
         assert saved.shape == sample.scan.shape
         np.testing.assert_allclose(saved.index_to_lps, sample.scan.index_to_lps, atol=1e-4)
     np.testing.assert_allclose(saved_heat.array, result.native.array, rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(saved_contour.array > 0, topk_labels(result.native, 5.0) > 0)
+    k = contour.metadata["percent"]
+    np.testing.assert_array_equal(saved_contour.array > 0, topk_labels(result.native, k) > 0)

@@ -32,7 +32,8 @@ def test_topk_mask_known_answers():
 
 
 def test_heatmap_and_contour_share_the_scans_affine_and_keep_the_peak():
-    pytest.importorskip("napari")
+    import napari  # noqa: F401 - a hard dependency: a broken install fails, not skips
+
     from napari_mlmi_interp.overlays import (
         contour_layer_data,
         heatmap_layer_data,
@@ -72,14 +73,19 @@ def test_heatmap_and_contour_share_the_scans_affine_and_keep_the_peak():
 
 
 def test_isosurface_vertices_are_in_lps_mm_on_an_oblique_grid():
-    pytest.importorskip("napari")
+    import napari  # noqa: F401 - a hard dependency: a broken install fails, not skips
+
     from napari_mlmi_interp.overlays import isosurface_layer_data
 
     g = _oblique_geometry()
     amap = np.zeros(g.shape, np.float32)
     amap[6:10, 8:14, 10:18] = 1.0  # 4 x 6 x 8 voxels = 192 voxels, 2.3 % of the volume
-    (verts, faces, values), _attrs, kind = isosurface_layer_data(Volume(amap, g), percent=5.0)
-    assert kind == "surface" and faces.shape[1] == 3 and len(values) == len(verts)
+    (index, faces, values), attrs, kind = isosurface_layer_data(Volume(amap, g), percent=5.0)
+    assert kind == "surface" and faces.shape[1] == 3 and len(values) == len(index)
+    # vertices are indices of the scan layer's array; its affine (the scan layer's) gives LPS mm
+    shown = g.transposed(attrs["metadata"]["axes"])
+    np.testing.assert_allclose(attrs["affine"], shown.index_to_lps)
+    verts = shown.to_lps(index)
     # the mesh encloses the block: its vertices' centre is the block's centre in LPS
     centre = g.to_lps(np.array([7.5, 10.5, 13.5]))
     np.testing.assert_allclose(verts.mean(axis=0), centre, atol=0.5)

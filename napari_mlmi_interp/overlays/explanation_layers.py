@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ..io.volume import Volume
-from ..metrics.regions import topk_mask
-from .volume_layers import volume_layer_data
+from ..metrics.regions import DEFAULT_TOPK_PERCENT, topk_mask
+from ..palette import DIVERGING_CONTROLS, DIVERGING_RGBA, HEAT_CONTROLS, HEAT_RGBA
+from .volume_layers import add_layer_data, volume_layer_data
 
 __all__ = [
     "add_explanation_layers",
@@ -73,14 +74,8 @@ def sequential_colormap():
     from napari.utils.colormaps import Colormap
 
     return Colormap(
-        colors=[
-            [0.0, 0.0, 0.0, 0.0],
-            [0.55, 0.0, 0.0, 0.55],
-            [0.95, 0.15, 0.0, 0.8],
-            [1.0, 0.6, 0.0, 0.9],
-            [1.0, 1.0, 0.35, 1.0],
-        ],
-        controls=[0.0, 0.15, 0.45, 0.75, 1.0],
+        colors=HEAT_RGBA.tolist(),
+        controls=HEAT_CONTROLS.tolist(),
         name="mlmi-heat",
         display_name="heat (transparent at 0)",
     )
@@ -91,16 +86,8 @@ def diverging_colormap():
     from napari.utils.colormaps import Colormap
 
     return Colormap(
-        colors=[
-            [0.55, 0.85, 1.0, 1.0],
-            [0.0, 0.35, 1.0, 0.85],
-            [0.0, 0.1, 0.6, 0.45],
-            [0.0, 0.0, 0.0, 0.0],
-            [0.6, 0.0, 0.0, 0.45],
-            [1.0, 0.2, 0.0, 0.85],
-            [1.0, 0.9, 0.3, 1.0],
-        ],
-        controls=[0.0, 0.25, 0.42, 0.5, 0.58, 0.75, 1.0],
+        colors=DIVERGING_RGBA.tolist(),
+        controls=DIVERGING_CONTROLS.tolist(),
         name="mlmi-diverging",
         display_name="diverging (transparent at 0)",
     )
@@ -160,7 +147,7 @@ def topk_labels(native: Volume, percent: float) -> np.ndarray:
 def contour_layer_data(
     native: Volume,
     *,
-    percent: float = 5.0,
+    percent: float = DEFAULT_TOPK_PERCENT,
     name: str | None = None,
     color: tuple[float, float, float, float] = (0.2, 1.0, 0.3, 1.0),
     metadata: dict[str, Any] | None = None,
@@ -187,17 +174,20 @@ def contour_layer_data(
 def isosurface_layer_data(
     native: Volume,
     *,
-    percent: float = 5.0,
+    percent: float = DEFAULT_TOPK_PERCENT,
     name: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> tuple | None:
-    """Surface LayerData of the top ``percent`` % region, by marching cubes in LPS mm.
+    """Surface LayerData of the top ``percent`` % region, by marching cubes on the scan's grid.
 
     The mesh is computed in voxel indices on the native grid (scikit-image
-    ``marching_cubes``), then every vertex is mapped to LPS mm with the scan's
-    ``index_to_lps`` (oblique and anisotropic grids included), so the layer needs no
-    transform. Vertex values are the map there (normalised by its robust scale), coloured
-    with inferno. Returns None when the region is empty.
+    ``marching_cubes``); its vertices are kept in the indices of the scan layer's array
+    (the same axis permutation, ``metadata["axes"]``) and the layer gets the scan layer's
+    affine, so every vertex lands in LPS mm (oblique and anisotropic grids included) and
+    napari's slider keeps the scan's slice spacing as its step (a surface in raw mm would
+    make it 1 mm). Vertices are clipped to the grid (``0 .. n - 1``), so the surface never
+    widens the world extent. Vertex values are the map there (normalised by its robust
+    scale), coloured with inferno. Returns None when the region is empty.
     """
     from skimage.measure import marching_cubes
 
@@ -206,8 +196,10 @@ def isosurface_layer_data(
         return None
     padded = np.pad(mask.astype(np.float32), 1)
     verts, faces, _normals, _values = marching_cubes(padded, level=0.5)
-    verts_index = verts - 1.0  # undo the padding
-    verts_lps = native.geometry.to_lps(verts_index)
+    # undo the padding; a region touching the border stays on the grid (no half-voxel overhang)
+    verts_index = np.clip(verts - 1.0, 0.0, np.asarray(native.shape, float) - 1.0)
+    axes = native.geometry.nearest_lps_permutation()
+    shown = native.geometry.transposed(axes)
     scale = robust_scale(native.array)
     from scipy.ndimage import map_coordinates
 
@@ -219,11 +211,17 @@ def isosurface_layer_data(
         "opacity": 0.7,
         "blending": "translucent",
         "shading": "smooth",
+        "affine": shown.index_to_lps,
         "units": "mm",
         "axis_labels": ("L", "P", "S"),
-        "metadata": {"kind": "isosurface", "percent": float(percent), **(metadata or {})},
+        "metadata": {"kind": "isosurface", "percent": float(percent), "axes": axes, **(metadata or {})},
     }
-    return (verts_lps.astype(np.float32), faces.astype(np.int64), values.astype(np.float32)), attrs, "surface"
+    verts_shown = verts_index[:, list(axes)]
+    return (
+        (verts_shown.astype(np.float32), faces.astype(np.int64), values.astype(np.float32)),
+        attrs,
+        "surface",
+    )
 
 
 # --- viewer operations (napari only) -------------------------------------------------------------
@@ -231,8 +229,7 @@ def isosurface_layer_data(
 
 def add_layer(viewer: Any, layer_data: tuple) -> Any:
     """Add one LayerData tuple to ``viewer``; the new layer."""
-    added = viewer._add_layer_from_data(*layer_data)
-    return added[0] if isinstance(added, list) else added
+    return add_layer_data(viewer, layer_data)
 
 
 def explanation_layer_data(
@@ -240,7 +237,7 @@ def explanation_layer_data(
     *,
     scan_name: str,
     method_title: str,
-    percent: float = 5.0,
+    percent: float = DEFAULT_TOPK_PERCENT,
     scale: float | None = None,
     blending: str = "translucent",
     surface: bool = True,

@@ -15,6 +15,7 @@ sagittal with the head up.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "LPS_AXIS_LABELS",
+    "add_layer_data",
+    "arrange_when_added",
     "contrast_limits",
     "geometry_from_layer_state",
     "is_label_map",
+    "keep_surfaces_in_place",
     "layer_volume",
     "set_radiological_view",
+    "show_radiologically",
+    "slice_point",
     "viewer_camera",
     "volume_layer_data",
     "volume_of_layer",
@@ -189,6 +195,112 @@ def set_radiological_view(viewer: napari.Viewer, plane: str = "axial") -> None:
     viewer.dims.axis_labels = LPS_AXIS_LABELS
     viewer_camera(viewer).orientation2d = (vertical, "right")
     viewer.reset_view()
+
+
+def slice_point(volume: Volume, focus_lps: Any = None) -> tuple[float, float, float]:
+    """LPS mm of the voxel centre nearest ``focus_lps`` (default: the volume's middle voxel).
+
+    The middle voxel is index ``(n - 1) // 2`` along each array axis (napari's own centre
+    step). Snapping to a voxel centre keeps the slider on a slice of the scan, so the point
+    napari reports (mm) is the position of the slice shown.
+    """
+    shape = np.asarray(volume.shape)
+    if focus_lps is None:
+        index = (shape - 1) // 2
+    else:
+        index = np.clip(np.round(volume.geometry.to_index(np.asarray(focus_lps, float))), 0, shape - 1)
+    return tuple(float(c) for c in volume.geometry.to_lps(index))
+
+
+def show_radiologically(
+    viewer: napari.Viewer,
+    volume: Volume,
+    *,
+    plane: str | None = None,
+    focus_lps: Any = None,
+) -> None:
+    """Arrange ``viewer`` for ``volume`` the way ``mlmi-interp view`` does.
+
+    :func:`set_radiological_view` in ``plane`` (default: the volume's acquisition plane),
+    then the slice through ``focus_lps`` (default: the middle of the volume), snapped to a
+    voxel centre by :func:`slice_point`.
+    """
+    set_radiological_view(viewer, plane or volume.geometry.acquisition_plane())
+    if viewer.dims.ndim == 3:
+        viewer.dims.point = slice_point(volume, focus_lps)
+
+
+def arrange_when_added(volume: Volume, *, plane: str | None = None) -> None:
+    """Once ``volume``'s layer lands in the (empty) current viewer, :func:`show_radiologically`.
+
+    For npe2 readers and sample data, which return LayerData and never see the viewer
+    (napari/napari#6127, #1075: a reader cannot set ``dims.order`` or the camera). The
+    current viewer's ``layers.events.inserted`` is watched for one insertion; the viewer is
+    arranged only when that layer shows ``volume`` (``metadata["volume"]``), so a viewer
+    that already holds layers keeps the user's view. Without a viewer (scripted use) this
+    does nothing.
+    """
+    import napari
+
+    viewer = napari.current_viewer()
+    if viewer is None or len(viewer.layers) > 0:
+        return
+
+    def _on_inserted(event: Any) -> None:
+        viewer.layers.events.inserted.disconnect(_on_inserted)
+        if (getattr(event, "value", None) is not None) and event.value.metadata.get("volume") is volume:
+            show_radiologically(viewer, volume, plane=plane)
+
+    viewer.layers.events.inserted.connect(_on_inserted)
+
+
+def add_layer_data(viewer: napari.Viewer, layer_data: tuple) -> Any:
+    """Add one LayerData tuple ``(data, kwargs, layer_type)`` to ``viewer``; the new layer.
+
+    Public napari API only (``Layer.create`` + ``viewer.add_layer``).
+    """
+    from napari.layers import Layer
+
+    data, attrs, layer_type = (*layer_data, {}, None)[:3]
+    layer = viewer.add_layer(Layer.create(data, attrs, layer_type))
+    if layer_type == "surface":
+        keep_surfaces_in_place(viewer)
+    return layer
+
+
+_SURFACE_GUARDED: weakref.WeakSet = weakref.WeakSet()
+
+
+def keep_surfaces_in_place(viewer: napari.Viewer) -> None:
+    """Show surfaces where they are in 3D: the dims order is the identity while ``ndisplay == 3``.
+
+    napari 0.9 slices a Surface layer without reordering its vertices when every axis is
+    displayed (``napari/layers/surface/_slice.py`` returns ``data[0]`` as it is), while image
+    and labels layers follow ``dims.order``. With the radiological axial order ``(2, 1, 0)``
+    an isosurface would then sit mirrored across the anatomy in the 3D view. So, while the
+    viewer is in 3D (where the camera, not the order, sets the view) the order is the
+    identity; the 2D order the reader had is put back on return to 2D. Connected once per
+    viewer, by :func:`add_layer_data` when it adds a surface.
+    """
+    if viewer in _SURFACE_GUARDED:
+        return
+    _SURFACE_GUARDED.add(viewer)
+    dims = viewer.dims
+    saved: dict[str, tuple[int, ...]] = {}
+
+    def _guard(event: Any = None) -> None:
+        order = tuple(dims.order)
+        if dims.ndisplay == 3 and order != tuple(range(dims.ndim)):
+            saved.setdefault("order", order)
+            dims.order = tuple(range(dims.ndim))
+        elif dims.ndisplay == 2 and "order" in saved:
+            previous = saved.pop("order")
+            if len(previous) == dims.ndim:
+                dims.order = previous
+
+    dims.events.ndisplay.connect(_guard)
+    dims.events.order.connect(_guard)
+    _guard()
 
 
 def viewer_camera(viewer: napari.Viewer):
