@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch  # noqa: F401 - a hard dependency: a broken install fails, not skips
 
 from napari_mlmi_interp.cli import main
 from napari_mlmi_interp.framework import (
@@ -22,8 +23,6 @@ from napari_mlmi_interp.framework import (
 from napari_mlmi_interp.framework.study import ReaderStudy
 from napari_mlmi_interp.io import save
 from napari_mlmi_interp.sample import LESION_CENTRE_LPS, make_sample
-
-torch = pytest.importorskip("torch")
 
 LOCALIZATION = ("pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy", "auroc", "topk_dice")
 
@@ -76,10 +75,18 @@ def test_bands_judge_and_load(tmp_path):
     band = DEFAULT_BANDS["peak_to_roi_mm"]
     assert [band.judge(v) for v in (0.0, 5.0, 10.0, 20.0, None)] == ["pass", "pass", "warn", "fail", "n/a"]
     path = tmp_path / "bands.json"
-    path.write_text(json.dumps({"peak_to_roi_mm": {"pass": 1.0, "warn": 2.0}}))
-    assert load_bands(path)["peak_to_roi_mm"].judge(5.0) == "fail"
+    path.write_text(json.dumps({"peak_to_roi_mm": {"warn": 8.0}, "gini": {"pass": 0.9}}))
+    loaded = load_bands(path)
+    assert loaded["peak_to_roi_mm"].judge(10.0) == "fail" and loaded["gini"].judge(0.85) == "warn"
     with pytest.raises(ValueError, match="no figure called 'peak_to_roi'"):
         load_bands({"peak_to_roi": {"pass": 1}})
+    # bands that follow a setting cannot be set apart from it (they would contradict their pair)
+    with pytest.raises(ValueError, match="set tolerance_mm"):
+        load_bands({"peak_to_roi_mm": {"pass": 1.0, "warn": 2.0}})
+    with pytest.raises(ValueError, match="pointing_game band cannot be set"):
+        load_bands({"pointing_game": {"pass": 0}})
+    with pytest.raises(ValueError, match="set topk_dice instead"):
+        load_bands({"topk_iou": {"pass": 0.5}})
 
 
 # -- the evidence tells good from bad ------------------------------------------------------------------

@@ -56,6 +56,7 @@ from ..framework import (
     recommended_methods,
 )
 from ..framework.files import on_grid_of
+from ..framework.settings import DEFAULT_TOPK_PERCENT
 from ..framework.study import ReaderStudy
 from ..io import load
 from ..models import ModelError, resolve_model
@@ -129,13 +130,13 @@ class ElementCard(QGroupBox):
             return
         for r, f in enumerate(figures):
             info = FIGURES[f.key]
-            band_rule = self.sidebar.bands_text(f.key)
+            band_rule = f.rule or self.sidebar.bands_text(f.key)
             tip = (
                 info.definition
                 + (f"\nBand: {band_rule}" if band_rule else "")
                 + (f"\n{f.note}" if f.note else "")
             )
-            name = QLabel(info.label)
+            name = QLabel(f.label)  # with its setting: "top-1 % Dice", "pointing game (5 mm)"
             value = QLabel(f.text())
             value.setWordWrap(True)
             chip = QLabel(f.band)
@@ -593,8 +594,8 @@ class FrameworkSidebar(QWidget):
             group = layer.metadata.get("group")
             for ly in self.viewer.layers:
                 if ly.metadata.get("group") == group and ly.metadata.get("kind") == "contour":
-                    return float(ly.metadata.get("percent", 5.0))
-        return 5.0
+                    return float(ly.metadata.get("percent", DEFAULT_TOPK_PERCENT))
+        return DEFAULT_TOPK_PERCENT
 
     def update_evidence(self) -> None:
         """Recompute the map's figures (localization, recognizability, physical) off the GUI thread."""
@@ -691,6 +692,14 @@ class FrameworkSidebar(QWidget):
             self.cards[e].set_figures(figs, hidden=hidden)
         curves = assessment.curves
         if "deletion" in curves and not hidden:
+            baseline = assessment.settings.get("baseline_text", "")
+            kind = assessment.settings.get("baseline")
+            self.faithfulness_plot.title = "deletion / insertion" + (f" · {kind} baseline" if kind else "")
+            self.faithfulness_plot.setToolTip(
+                f"Removed voxels become the baseline: {baseline or 'see the settings'}. "
+                "A curve that is not monotonic means the model's score rose again on a mix of "
+                "scan and baseline it never saw in training; read the areas, not single points."
+            )
             self.faithfulness_plot.set_series(
                 [
                     ("deletion", curves["deletion"]["x"], curves["deletion"]["y"], "#c62828"),
@@ -706,7 +715,7 @@ class FrameworkSidebar(QWidget):
         # name the failing figures, not just their elements: a map can hit the lesion (pointing
         # game passes) and still spread its mass (relevance mass fails)
         fails = [
-            f"{FIGURES[f.key].label} ({ELEMENT_INFO[e].title.lower()})"
+            f"{f.label} ({ELEMENT_INFO[e].title.lower()})"
             for e, figs in assessment.by_element().items()
             for f in figs
             if f.band == "fail"

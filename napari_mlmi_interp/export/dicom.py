@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..io.volume import Volume
-from ..metrics.regions import topk_mask
+from ..metrics.regions import DEFAULT_TOPK_PERCENT, topk_mask
 
 __all__ = ["ExportError", "export_dicom", "source_datasets"]
 
@@ -281,7 +281,7 @@ def export_dicom(
     *,
     method: str = "attribution",
     target: str = "",
-    percent: float = 5.0,
+    percent: float = DEFAULT_TOPK_PERCENT,
     series_number: int = 900,
     keep_identity: bool = False,
     sources: list[Any] | None = None,

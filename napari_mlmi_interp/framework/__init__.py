@@ -11,15 +11,21 @@ from .evidence import (
     Assessment,
     Band,
     Figure,
+    figure_label,
+    linked_bands,
     load_bands,
     map_evidence,
     model_evidence,
     score_function,
 )
 from .guide import ELEMENT_INFO, ELEMENTS, PURPOSES, READERS, TASKS, Goal, elements_for, recommended_methods
+from .settings import DEFAULT_SETTINGS, DEFAULT_TOLERANCE_MM, DEFAULT_TOPK_PERCENT, FigureSettings
 
 __all__ = [
     "DEFAULT_BANDS",
+    "DEFAULT_SETTINGS",
+    "DEFAULT_TOLERANCE_MM",
+    "DEFAULT_TOPK_PERCENT",
     "ELEMENTS",
     "ELEMENT_INFO",
     "FIGURES",
@@ -29,8 +35,11 @@ __all__ = [
     "Assessment",
     "Band",
     "Figure",
+    "FigureSettings",
     "Goal",
     "elements_for",
+    "figure_label",
+    "linked_bands",
     "load_bands",
     "map_evidence",
     "model_evidence",

@@ -6,6 +6,11 @@ again whenever the reader redraws the true region. :func:`model_evidence` runs t
 model transparency (deletion/insertion, cascading randomisation, infidelity) and
 actionability (region removal, test-time augmentation). Every figure carries its definition
 (hover text in the sidebar) and a band from :data:`DEFAULT_BANDS`, which a study can override.
+
+The parameters behind the figures (k of the top-k % region, the pointing-game tolerance, the
+faithfulness baseline) come from one :class:`~.settings.FigureSettings`, shown in the
+figures' labels and notes and stored beside them. No two bands on one map contradict: the
+figures that measure one thing share one threshold (:func:`linked_bands`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 
 from .. import metrics as M
 from ..explain.methods import ELEMENTS
+from .settings import DEFAULT_SETTINGS, FigureSettings
 
 __all__ = [
     "DEFAULT_BANDS",
@@ -29,6 +35,8 @@ __all__ = [
     "Assessment",
     "Band",
     "Figure",
+    "figure_label",
+    "linked_bands",
     "load_bands",
     "map_evidence",
     "model_evidence",
@@ -83,6 +91,11 @@ def load_bands(source: str | os.PathLike[str] | Mapping[str, Any] | None = None)
 
     ``"higher_is_better"`` may be given too; unknown keys are an error (a typo would
     otherwise be silently ignored).
+
+    Bands that follow another setting cannot be set here, so that no two bands on one map
+    contradict (see :func:`linked_bands`): ``pointing_game`` (hit or miss), the ``pass`` of
+    ``peak_to_roi_mm`` (it is the tolerance: set ``tolerance_mm`` instead) and ``topk_iou``
+    (it follows ``topk_dice``).
     """
     bands = dict(DEFAULT_BANDS)
     if source is None:
@@ -91,6 +104,20 @@ def load_bands(source: str | os.PathLike[str] | Mapping[str, Any] | None = None)
     for key, spec in data.items():
         if key not in FIGURES:
             raise ValueError(f"no figure called {key!r}; figures: {', '.join(FIGURES)}")
+        if key == "pointing_game":
+            raise ValueError(
+                "the pointing_game band cannot be set (a hit passes, a miss fails); "
+                "its tolerance is tolerance_mm (--tolerance-mm)"
+            )
+        if key == "peak_to_roi_mm" and "pass" in spec:
+            raise ValueError(
+                "the pass limit of peak_to_roi_mm is the pointing-game tolerance: set tolerance_mm "
+                f"(--tolerance-mm) instead of 'pass', got pass = {spec['pass']}"
+            )
+        if key == "topk_iou":
+            raise ValueError(
+                "the topk_iou band follows topk_dice's (IoU = Dice / (2 - Dice)): set topk_dice instead"
+            )
         old = bands.get(key, Band(True, 0.0, 0.0))
         bands[key] = Band(
             bool(spec.get("higher_is_better", old.higher_is_better)),
@@ -98,6 +125,38 @@ def load_bands(source: str | os.PathLike[str] | Mapping[str, Any] | None = None)
             float(spec.get("warn", old.warn_at)),
         )
     return bands
+
+
+def linked_bands(
+    bands: Mapping[str, Band] | None = None, settings: FigureSettings = DEFAULT_SETTINGS
+) -> dict[str, Band]:
+    """``bands`` with the linked pairs made to agree, so no two bands on one map contradict.
+
+    - ``pointing_game`` and ``peak_to_roi_mm``: both judge the distance from the map's peak
+      to the true region against ``settings.tolerance_mm``: the pointing game hits, and the
+      distance passes, exactly when it is <= the tolerance (the distance's warn limit stays
+      its own, at least the tolerance).
+    - ``topk_dice`` and ``topk_iou``: one overlap, two scales (IoU = Dice / (2 - Dice)); the
+      IoU band is the Dice band carried over, so the two always share a band.
+    """
+    out = dict(bands or DEFAULT_BANDS)
+    tol = float(settings.tolerance_mm)
+    out["pointing_game"] = Band(True, 1.0, 1.0)
+    peak = out.get("peak_to_roi_mm", DEFAULT_BANDS["peak_to_roi_mm"])
+    out["peak_to_roi_mm"] = Band(False, tol, max(float(peak.warn_at), tol))
+    dice = out.get("topk_dice", DEFAULT_BANDS["topk_dice"])
+    out["topk_iou"] = Band(True, dice.pass_at / (2 - dice.pass_at), dice.warn_at / (2 - dice.warn_at))
+    return out
+
+
+def figure_label(key: str, settings: FigureSettings = DEFAULT_SETTINGS) -> str:
+    """A figure's label with the setting it depends on, e.g. ``"top-1 % Dice"``."""
+    label = FIGURES[key].label
+    if "top-k" in label:
+        label = label.replace("top-k", f"top-{settings.topk_percent:g} %")
+    if key == "pointing_game":
+        label = f"{label} ({settings.tolerance_mm:g} mm)"
+    return label
 
 
 #: The localization figures, in the order the sidebar and the exports list them.
@@ -126,14 +185,15 @@ FIGURES: dict[str, FigureInfo] = {
         "localization",
         "pointing game",
         "",
-        "Hit (1) when the map's maximum lies inside the true region or within the tolerance "
-        "in mm of it (Zhang et al. 2016).",
+        "Hit when the map's maximum (its largest value) lies inside the true region or within "
+        "the tolerance in mm of it (Zhang et al. 2016); the same distance as peak to region.",
     ),
     "peak_to_roi_mm": FigureInfo(
         "localization",
         "peak to region",
         "mm",
-        "Distance from the map's maximum to the nearest voxel of the true region (0 inside).",
+        "Distance in mm from the map's maximum (its largest value) to the nearest voxel of the "
+        "true region (0 inside); passes within the pointing-game tolerance.",
     ),
     "relevance_mass_accuracy": FigureInfo(
         "localization",
@@ -230,15 +290,18 @@ FIGURES: dict[str, FigureInfo] = {
         "model_transparency",
         "deletion AUC",
         "",
-        "Area under the score as the most attributed voxels are removed first (lower = more "
-        "faithful; Petsiuk et al. 2018).",
+        "Area under the score as the most attributed voxels are replaced by the baseline, "
+        "most attributed first (lower = more faithful; Petsiuk et al. 2018). The curve need "
+        "not fall steadily: a partly replaced scan is an image the model never saw, and a "
+        "bump means its score rose again on that mix; read the area, not single points.",
     ),
     "insertion_auc": FigureInfo(
         "model_transparency",
         "insertion AUC",
         "",
-        "Area under the score as the most attributed voxels are restored first into a "
-        "blurred scan (higher = more faithful).",
+        "Area under the score as the most attributed voxels are restored into the baseline, "
+        "most attributed first (higher = more faithful). Same baseline as deletion; a curve "
+        "that is not monotonic says the model reacts to the mix of scan and baseline.",
     ),
     "randomisation_final_rho": FigureInfo(
         "model_transparency",
@@ -257,7 +320,7 @@ FIGURES: dict[str, FigureInfo] = {
     ),
     "prediction_drop": FigureInfo(
         "actionability",
-        "score drop without region",
+        "score drop without top-k region",
         "",
         "Target probability lost when the top-k % region is replaced by the baseline: the "
         "finding the map shows is what drives the decision.",
@@ -286,6 +349,14 @@ class Figure:
     value: Any
     band: str = "info"
     note: str = ""
+    #: The label as shown, with its setting ("top-1 % Dice"); the generic label by default.
+    label: str = ""
+    #: The band it was judged by, in words ("pass <= 5, warn <= 15"); empty without a band.
+    rule: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = FIGURES[self.key].label
 
     @property
     def info(self) -> FigureInfo:
@@ -383,9 +454,16 @@ class Assessment:
         return out
 
 
-def _figure(key: str, value: Any, bands: Mapping[str, Band], note: str = "") -> Figure:
+def _figure(
+    key: str,
+    value: Any,
+    bands: Mapping[str, Band],
+    note: str = "",
+    settings: FigureSettings = DEFAULT_SETTINGS,
+) -> Figure:
     band = bands[key].judge(None if value is None else float(value)) if key in bands else "info"
-    return Figure(key, value, band, note)
+    rule = bands[key].describe() if key in bands else ""
+    return Figure(key, value, band, note, figure_label(key, settings), rule)
 
 
 def map_evidence(
@@ -395,10 +473,11 @@ def map_evidence(
     scan: Any = None,
     labels: np.ndarray | None = None,
     label_names: Mapping[int, str] | list[str] | None = None,
-    percent: float = 5.0,
-    tolerance_mm: float = 0.0,
+    percent: float | None = None,
+    tolerance_mm: float | None = None,
     region_fraction: float = 0.5,
     bands: Mapping[str, Band] | None = None,
+    settings: FigureSettings = DEFAULT_SETTINGS,
 ) -> Assessment:
     """Localization, visual recognizability and physical attribution of one map.
 
@@ -412,27 +491,38 @@ def map_evidence(
         The scan on the same grid, for intensity statistics (HU for CT).
     labels : array, optional
         An anatomical label map on the same grid, for attribution mass per structure.
-    percent : float
-        k of the top-k % region (the contour).
+    percent : float, optional
+        k of the top-k % region (the contour); ``settings.topk_percent`` by default.
+    tolerance_mm : float, optional
+        Pointing-game tolerance in mm, also the pass limit of the peak-to-region distance;
+        ``settings.tolerance_mm`` by default.
     region_fraction : float
         Share of the positive attribution that defines the attributed region.
+    settings : FigureSettings
+        The figure settings (:data:`~.settings.DEFAULT_SETTINGS`, shared by the sidebar,
+        ``evaluate`` and ``batch``); ``percent`` and ``tolerance_mm`` override them.
     """
-    bands = dict(bands or DEFAULT_BANDS)
+    settings = settings.with_(topk_percent=percent, tolerance_mm=tolerance_mm)
+    percent, tolerance_mm = float(settings.topk_percent), float(settings.tolerance_mm)
+    bands = linked_bands(bands, settings)
     a = np.asarray(attribution.array, dtype=np.float64)
     g = attribution.geometry
     affine = g.index_to_lps
     figs: dict[str, Figure] = {}
 
     def add(key: str, value: Any, note: str = "") -> None:
-        figs[key] = _figure(key, value, bands, note)
+        figs[key] = _figure(key, value, bands, note, settings)
 
     if roi is not None:
         m = np.asarray(roi) > 0
         if m.shape != a.shape:
             raise ValueError(f"the true region {m.shape} and the map {a.shape} must be on the same grid")
     if roi is not None and m.any():
-        add("pointing_game", bool(M.pointing_game(a, m, g.spacing, tolerance_mm)))
-        add("peak_to_roi_mm", M.peak_to_roi_mm(a, m, g.spacing))
+        # one distance, one tolerance: the pointing game hits exactly when the distance passes
+        distance = M.peak_to_roi_mm(a, m, g.spacing)
+        add("pointing_game", bool(distance <= tolerance_mm))
+        figs["pointing_game"].rule = f"pass = hit (peak within {tolerance_mm:g} mm of the region)"
+        add("peak_to_roi_mm", distance)
         add("relevance_mass_accuracy", M.relevance_mass_accuracy(a, m))
         add("relevance_rank_accuracy", M.relevance_rank_accuracy(a, m))
         add("auroc", M.roi_auroc(a, m) if not m.all() else None)
@@ -450,10 +540,11 @@ def map_evidence(
             )
             for key in ("topk_dice", "topk_iou"):
                 figs[key] = replace(figs[key], band="info", note=note)
+        figs["topk_iou"].band = figs["topk_dice"].band  # one overlap, one band
     else:
         why = "draw or load the true region" if roi is None else "the true region is empty"
         for key in LOCALIZATION_FIGURES:
-            figs[key] = Figure(key, None, "n/a", why)
+            figs[key] = Figure(key, None, "n/a", why, figure_label(key, settings))
     add("components_90", M.components(a, 0.9))
     add("gini", M.gini(a))
     add("entropy", M.normalized_entropy(a))
@@ -472,10 +563,7 @@ def map_evidence(
         add("intensity", stats, "" if stats else "empty region")
     if labels is not None:
         add("label_mass", M.mass_per_label(a, np.asarray(labels), label_names))
-    return Assessment(
-        figs,
-        settings={"percent": percent, "tolerance_mm": tolerance_mm, "region_fraction": region_fraction},
-    )
+    return Assessment(figs, settings={**settings.to_dict(), "region_fraction": region_fraction})
 
 
 _LOCAL_METHODS = {"saliency", "guided_backprop", "deconvolution", "guided_gradcam", "smoothgrad"}
@@ -501,10 +589,9 @@ def model_evidence(
     explanation: Any,
     model: Any,
     *,
-    percent: float = 5.0,
+    percent: float | None = None,
     steps: int = 20,
-    deletion_baseline: Any = "zero",
-    insertion_baseline: Any = "blur",
+    baseline: Any = None,
     randomisation_stages: int = 5,
     infidelity_samples: int = 16,
     tta: int = 8,
@@ -512,6 +599,7 @@ def model_evidence(
     bands: Mapping[str, Band] | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Any = None,
+    settings: FigureSettings = DEFAULT_SETTINGS,
 ) -> Assessment:
     """Model transparency and actionability of an explanation: runs the model (seconds to minutes).
 
@@ -519,11 +607,32 @@ def model_evidence(
     class's probability); for other models those figures are n/a with the reason.
     ``progress(done, total)`` counts phases; ``cancel`` (a CancelToken) stops between them
     and inside the randomisation runs.
+
+    Parameters
+    ----------
+    percent : float, optional
+        k of the top-k % region removed for the score drop; ``settings.topk_percent`` by default.
+    baseline : str, number or tensor, optional
+        What removed voxels become, for deletion, insertion and the score drop alike;
+        ``settings.baseline`` by default (a blurred scan, Gaussian SD ``settings.blur_sigma_mm``
+        mm, converted to voxels of the model grid). The figures' notes declare it.
+    settings : FigureSettings
+        The figure settings (:data:`~.settings.DEFAULT_SETTINGS`).
     """
     from ..explain.engine import Cancelled, explain
     from ..models.predict import preprocessor_for
 
-    bands = dict(bands or DEFAULT_BANDS)
+    if isinstance(baseline, str) or baseline is None:
+        settings = settings.with_(topk_percent=percent, baseline=baseline)
+        baseline = settings.baseline
+        declared = settings.baseline_text()
+    else:  # a number or an array: honoured, declared as such
+        settings = settings.with_(topk_percent=percent)
+        from .settings import baseline_text
+
+        declared = baseline_text(baseline)
+    percent = float(settings.topk_percent)
+    bands = linked_bands(bands, settings)
     spec = model.spec
     figs: dict[str, Figure] = {}
     curves: dict[str, dict[str, list]] = {}
@@ -544,8 +653,8 @@ def model_evidence(
             "confidence",
             "tta_sd",
         ):
-            figs[key] = Figure(key, None, "n/a", why)
-        return Assessment(figs)
+            figs[key] = Figure(key, None, "n/a", why, figure_label(key, settings))
+        return Assessment(figs, settings={**settings.to_dict(), "baseline_text": declared})
     mi = explanation.prediction.model_input
     if mi is None:
         mi = preprocessor_for(model).forward(explanation.native)
@@ -554,6 +663,11 @@ def model_evidence(
     grid_map = np.asarray(pre.to_model_axes(explanation.model_map), dtype=np.float64)
     index = int(explanation.target["index"])
     forward = score_function(model, index)
+    # sigma in voxels of the model grid, in the model's axis order
+    spacing = np.asarray(mi.grid.spacing, dtype=np.float64)
+    sigma = float(settings.blur_sigma_mm) / (spacing[::-1] if pre.input.axes == "xyz" else spacing)
+    base = M.baseline_like(x, baseline, blur_sigma=sigma)
+    note = f"baseline: {declared}"
     phases = 5 + randomisation_stages
     done = 0
 
@@ -565,16 +679,12 @@ def model_evidence(
         if progress is not None:
             progress(done, phases)
 
-    f, s = M.deletion_curve(
-        forward, x, grid_map, steps=steps, baseline=deletion_baseline, batch_size=batch_size
-    )
-    figs["deletion_auc"] = _figure("deletion_auc", M.curve_auc(f, s), bands)
+    f, s = M.deletion_curve(forward, x, grid_map, steps=steps, baseline=base, batch_size=batch_size)
+    figs["deletion_auc"] = _figure("deletion_auc", M.curve_auc(f, s), bands, note, settings)
     curves["deletion"] = {"x": f.tolist(), "y": s.tolist()}
     step()
-    f, s = M.insertion_curve(
-        forward, x, grid_map, steps=steps, baseline=insertion_baseline, batch_size=batch_size
-    )
-    figs["insertion_auc"] = _figure("insertion_auc", M.curve_auc(f, s), bands)
+    f, s = M.insertion_curve(forward, x, grid_map, steps=steps, baseline=base, batch_size=batch_size)
+    figs["insertion_auc"] = _figure("insertion_auc", M.curve_auc(f, s), bands, note, settings)
     curves["insertion"] = {"x": f.tolist(), "y": s.tolist()}
     step()
     figs["infidelity"] = Figure(
@@ -590,8 +700,8 @@ def model_evidence(
     )
     step()
     region = M.topk_mask(grid_map, percent)
-    before, after = M.region_removal(forward, x, region, baseline=deletion_baseline)
-    figs["prediction_drop"] = _figure("prediction_drop", before - after, bands)
+    before, after = M.region_removal(forward, x, region, baseline=base)
+    figs["prediction_drop"] = _figure("prediction_drop", before - after, bands, note, settings)
     figs["confidence"] = Figure("confidence", before)
     curves["region_removal"] = {"x": ["with region", "without"], "y": [before, after]}
     step()
@@ -632,12 +742,13 @@ def model_evidence(
         figs,
         curves,
         settings={
+            **settings.to_dict(),
+            # what the cards declare: the setting's name, or the number/array passed instead
+            "baseline": settings.baseline if isinstance(baseline, str) else declared,
+            "baseline_text": declared,
             "steps": steps,
-            "deletion_baseline": str(deletion_baseline),
-            "insertion_baseline": str(insertion_baseline),
             "randomisation_stages": randomisation_stages,
             "infidelity_samples": infidelity_samples,
             "tta": tta,
-            "percent": percent,
         },
     )

@@ -47,11 +47,14 @@ def evaluate_files(
     *,
     scan_path: str | os.PathLike[str] | None = None,
     labels_path: str | os.PathLike[str] | None = None,
-    percent: float = 5.0,
-    tolerance_mm: float = 0.0,
+    percent: float | None = None,
+    tolerance_mm: float | None = None,
     bands: Mapping[str, Band] | None = None,
 ) -> tuple[Assessment, list[str]]:
     """:func:`map_evidence` of a map file against an ROI file (and a scan, a label map).
+
+    ``percent`` and ``tolerance_mm`` default to the shared figure settings
+    (:data:`~.settings.DEFAULT_SETTINGS`: top 1 %, 5 mm), as in the sidebar and ``batch``.
 
     The ROI, scan and label map may lie on other grids than the map (a 2 mm map of a 1 mm
     scan): they are resampled onto the map's grid by patient position, and a note says so.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .classification import accuracy, auroc, dice
 from .faithfulness import (
     RandomisationResult,
+    baseline_like,
     curve_auc,
     deletion_curve,
     infidelity,
@@ -42,6 +43,7 @@ __all__ = [
     "RandomisationResult",
     "accuracy",
     "auroc",
+    "baseline_like",
     "centroid_lps",
     "components",
     "curve_auc",

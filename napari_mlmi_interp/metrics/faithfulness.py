@@ -33,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "RandomisationResult",
+    "baseline_like",
     "curve_auc",
     "deletion_curve",
     "infidelity",
@@ -45,7 +46,18 @@ __all__ = [
 Forward = Callable[[Any], Any]  # (N, C, *spatial) tensor -> (N,) scores
 
 
-def _baseline_like(x: Any, baseline: float | str | Any) -> Any:
+def baseline_like(x: Any, baseline: float | str | Any, *, blur_sigma: float | Sequence[float] = 3.0) -> Any:
+    """The baseline tensor for input ``x`` (``(N, C, *spatial)``).
+
+    Parameters
+    ----------
+    baseline : float, tensor, or 'blur' | 'mean' | 'min' | 'zero'
+        ``'blur'``: a Gaussian-blurred copy of ``x`` (per channel, spatial axes only);
+        ``'mean'`` / ``'min'``: ``x``'s mean or minimum everywhere; ``'zero'``: zeros (for a
+        z-scored input that is its mean); a number: that constant; a tensor: itself.
+    blur_sigma : float or sequence of float
+        Gaussian SD of ``'blur'`` in voxels (one per spatial axis, or one for all).
+    """
     import torch
 
     if isinstance(baseline, str):
@@ -59,10 +71,14 @@ def _baseline_like(x: Any, baseline: float | str | Any) -> Any:
             from scipy.ndimage import gaussian_filter
 
             arr = x.detach().cpu().numpy()
-            sigma = (0, 0) + (3.0,) * (arr.ndim - 2)
-            return torch.from_numpy(gaussian_filter(arr, sigma=sigma).astype(arr.dtype))
+            spatial = arr.ndim - 2
+            sigma = np.broadcast_to(np.asarray(blur_sigma, dtype=np.float64), (spatial,))
+            if np.any(sigma < 0):
+                raise ValueError(f"blur_sigma must be >= 0 voxels, got {blur_sigma}")
+            full = (0.0, 0.0, *(float(v) for v in sigma))
+            return torch.from_numpy(gaussian_filter(arr, sigma=full).astype(arr.dtype))
         raise ValueError(
-            f"baseline must be a number, a tensor, 'zero', 'mean', 'min' or 'blur', not {baseline!r}"
+            f"baseline must be a number, a tensor, 'zero', 'mean', 'min' or 'blur', got {baseline!r}"
         )
     if isinstance(baseline, int | float):
         return torch.full_like(x, float(baseline))
@@ -94,13 +110,14 @@ def _curve(
     steps: int,
     baseline: Any,
     batch_size: int,
+    blur_sigma: float | Sequence[float],
 ) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     a = _check_map(x, attribution)
-    base = _baseline_like(x, baseline)
+    base = baseline_like(x, baseline, blur_sigma=blur_sigma)
     order = torch.from_numpy(np.argsort(-a.ravel(), kind="stable"))
     n = a.size
     fractions = np.linspace(0.0, 1.0, steps + 1)
@@ -126,8 +143,9 @@ def deletion_curve(
     attribution: np.ndarray,
     *,
     steps: int = 20,
-    baseline: float | str | Any = "zero",
+    baseline: float | str | Any = "blur",
     batch_size: int = 4,
+    blur_sigma: float | Sequence[float] = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score as the top ``f`` fraction of voxels is replaced by ``baseline`` (f = 0 ... 1).
 
@@ -139,16 +157,32 @@ def deletion_curve(
         ``(1, C, *spatial)`` model input.
     attribution : numpy.ndarray
         Map with the input's spatial shape (model axes); channels share it.
-    baseline : float, tensor, or 'zero' | 'mean' | 'min' | 'blur'
-        What removed voxels become ('blur': a Gaussian-blurred copy, sigma 3 voxels).
+    baseline : float, tensor, or 'blur' | 'mean' | 'min' | 'zero'
+        What removed voxels become (see :func:`baseline_like`). The default, a blurred copy,
+        keeps the image near the data the model was trained on; a constant fill makes holes
+        no training scan has, and the score then measures the model's reaction to them.
+    blur_sigma : float or sequence of float
+        Gaussian SD of the ``'blur'`` baseline in voxels (per spatial axis, or one for all).
 
     Returns
     -------
     fractions, scores : numpy.ndarray
         ``steps + 1`` values each.
+
+    Notes
+    -----
+    The curve need not fall monotonically: a partly deleted scan is an image the model never
+    saw, and its score can rise again at some fractions. The area summarises the whole curve.
     """
     return _curve(
-        forward, x, attribution, insert=False, steps=steps, baseline=baseline, batch_size=batch_size
+        forward,
+        x,
+        attribution,
+        insert=False,
+        steps=steps,
+        baseline=baseline,
+        batch_size=batch_size,
+        blur_sigma=blur_sigma,
     )
 
 
@@ -160,9 +194,22 @@ def insertion_curve(
     steps: int = 20,
     baseline: float | str | Any = "blur",
     batch_size: int = 4,
+    blur_sigma: float | Sequence[float] = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Score as the top ``f`` fraction of voxels is restored into ``baseline`` (f = 0 ... 1)."""
-    return _curve(forward, x, attribution, insert=True, steps=steps, baseline=baseline, batch_size=batch_size)
+    """Score as the top ``f`` fraction of voxels is restored into ``baseline`` (f = 0 ... 1).
+
+    Same parameters and the same default baseline as :func:`deletion_curve`.
+    """
+    return _curve(
+        forward,
+        x,
+        attribution,
+        insert=True,
+        steps=steps,
+        baseline=baseline,
+        batch_size=batch_size,
+        blur_sigma=blur_sigma,
+    )
 
 
 def curve_auc(fractions: Sequence[float], scores: Sequence[float]) -> float:
@@ -304,7 +351,7 @@ def infidelity(
     channels = int(x.shape[1])
     attr = torch.from_numpy((a / channels).astype(np.float32))[None, None].expand_as(x).contiguous()
     generator = torch.Generator().manual_seed(seed)
-    base = _baseline_like(x, baseline)
+    base = baseline_like(x, baseline)
     spatial = tuple(x.shape[2:])
 
     def perturb(inputs: Any) -> tuple[Any, Any]:
@@ -339,15 +386,23 @@ def infidelity(
 
 
 def region_removal(
-    forward: Forward, x: Any, region: np.ndarray, *, baseline: float | str | Any = "zero"
+    forward: Forward,
+    x: Any,
+    region: np.ndarray,
+    *,
+    baseline: float | str | Any = "blur",
+    blur_sigma: float | Sequence[float] = 3.0,
 ) -> tuple[float, float]:
-    """Scores before and after the voxels of ``region`` (model grid) are set to ``baseline``."""
+    """Scores before and after the voxels of ``region`` (model grid) are set to ``baseline``.
+
+    ``baseline`` and ``blur_sigma`` (voxels) as in :func:`deletion_curve`.
+    """
     import torch
 
     m = np.asarray(region, dtype=bool)
     if tuple(m.shape) != tuple(x.shape[2:]):
         raise ValueError(f"the region {m.shape} must have the input's spatial shape {tuple(x.shape[2:])}")
-    base = _baseline_like(x, baseline)
+    base = baseline_like(x, baseline, blur_sigma=blur_sigma)
     mask = torch.from_numpy(m)[None, None]
     batch = torch.cat([x, torch.where(mask, base, x)])
     before, after = _scores(forward, batch)

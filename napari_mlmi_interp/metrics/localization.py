@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .classification import auroc as _auroc
-from .regions import topk_mask
+from .regions import DEFAULT_TOPK_PERCENT, topk_mask
 
 __all__ = [
     "peak_index",
@@ -95,7 +95,7 @@ def roi_auroc(attribution: np.ndarray, roi: np.ndarray) -> float:
     return float(_auroc(m.ravel().astype(int), a.ravel()))
 
 
-def topk_dice(attribution: np.ndarray, roi: np.ndarray, percent: float = 5.0) -> float:
+def topk_dice(attribution: np.ndarray, roi: np.ndarray, percent: float = DEFAULT_TOPK_PERCENT) -> float:
     """Dice of the top-``percent`` % region (positive voxels) with the ROI."""
     a, m = _check(attribution, roi)
     t = topk_mask(a, percent)
@@ -103,7 +103,7 @@ def topk_dice(attribution: np.ndarray, roi: np.ndarray, percent: float = 5.0) ->
     return float(2 * (t & m).sum() / denom)
 
 
-def topk_iou(attribution: np.ndarray, roi: np.ndarray, percent: float = 5.0) -> float:
+def topk_iou(attribution: np.ndarray, roi: np.ndarray, percent: float = DEFAULT_TOPK_PERCENT) -> float:
     """Intersection over union of the top-``percent`` % region with the ROI."""
     a, m = _check(attribution, roi)
     t = topk_mask(a, percent)

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .localization import peak_index
+
 __all__ = [
     "centroid_lps",
     "intensity_stats",
@@ -45,10 +47,12 @@ def _to_lps(index_to_lps: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 
 def peak_lps(attribution: np.ndarray, index_to_lps: np.ndarray) -> np.ndarray:
-    """LPS mm of the map's maximum (the first in C order when tied)."""
-    a = np.asarray(attribution)
-    index = np.unravel_index(int(np.argmax(a)), a.shape)
-    return _to_lps(index_to_lps, np.array(index))[0]
+    """LPS mm of the map's maximum (the first in C order when tied).
+
+    The same voxel as the pointing game's and the peak-to-region distance's
+    (:func:`~.localization.peak_index`: the largest value, also for a signed map).
+    """
+    return _to_lps(index_to_lps, np.array(peak_index(attribution)))[0]
 
 
 def centroid_lps(

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["topk_mask", "topk_threshold"]
+__all__ = ["DEFAULT_TOPK_PERCENT", "topk_mask", "topk_threshold"]
+
+#: k of the top-k % region, the plugin's one default (re-exported by
+#: ``framework.settings``; defined here so that overlays and exports, which may not import
+#: the framework, share it). k is a share of all the map's voxels (the whole grid).
+DEFAULT_TOPK_PERCENT = 1.0
 
 
 def topk_threshold(attribution: np.ndarray, percent: float) -> float:
@@ -20,7 +25,7 @@ def topk_threshold(attribution: np.ndarray, percent: float) -> float:
     return float(np.partition(a, a.size - k)[a.size - k])
 
 
-def topk_mask(attribution: np.ndarray, percent: float = 5.0) -> np.ndarray:
+def topk_mask(attribution: np.ndarray, percent: float = DEFAULT_TOPK_PERCENT) -> np.ndarray:
     """Boolean mask of the top ``percent`` % voxels, keeping only attribution > 0.
 
     Ties at the threshold are all included (the region can be slightly larger than
