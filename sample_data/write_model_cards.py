@@ -71,8 +71,16 @@ def card(name: str, spec: dict, metrics: dict) -> str:
         met = "meets" if value >= target else "**misses**"
         lines.append(f"- {label}: **{_fmt(value)}** (target ≥ {target:.2f}: {met} it)")
         for other, v in metrics[key].items():
-            if other != metric and key != "segmenter":
+            if other != metric and key != "segmenter" and not isinstance(v, dict | str):
+                if key == "protonet" and other not in ("accuracy",):
+                    continue
                 lines.append(f"- {other.replace('_', ' ')}: {_fmt(v) if isinstance(v, float) else v}")
+        sample = metrics[key].get("sample_brain")
+        if sample:
+            lines.append(
+                f"- on the sample brain (`napari_mlmi_interp.sample`: the template with one lesion of "
+                f"about 7 mm radius): **{sample['predicted']}**, p(lesion) = {sample['p_lesion']:.3f}"
+            )
     if name == "lesion-segmenter":
         per_case = metrics["segmenter"]["dice_mean_positive_cases"]
         verdict = "also meets" if per_case >= 0.70 else "**misses**"
@@ -96,24 +104,42 @@ def card(name: str, spec: dict, metrics: dict) -> str:
             "the wrong reason. Its explanations should sit on the tag; catching that is what the",
             "plugin's localization evidence is for. The sample data menu has a shortcut case.",
         ]
+    proto = metrics.get("protonet", {}) if spec.get("prototype") else {}
     if spec.get("prototype"):
         lines += [
             "",
             "**Training.** As in ProtoPNet, the backbone starts from a trained CNN (the lesion",
             "classifier's); the add-on and prototype layers warm up on the frozen backbone, then all",
-            "layers train jointly with cross-entropy plus cluster and separation costs.",
+            "layers train jointly with cross-entropy plus cluster and separation costs. The costs work",
+            "on latent cells (6 mm cubes) labelled from the exact lesion masks: a cell is *lesion* when",
+            f"at least {proto['lesion_cell_fraction'] * 100:g} % of it is inside a lesion, *normal* when",
+            "none of it is. Lesion prototypes are pulled to lesion cells and pushed away from normal ones,",
+            "normal prototypes the other way round (ProtoPNet's image-level costs let a lesion prototype",
+            "settle on the normal brain around a lesion; see docs/demo_zoo.md).",
             "",
-            '**Prototypes.** Prototypes were projected onto their nearest training patches ("push");',
-            f"`{spec['prototype_metadata']}` lists each prototype's class, source case (seed), latent",
-            "cell, model-grid voxel and LPS position, with three orthogonal 24 x 24 patches (3 mm)",
-            "in the companion `.npz`.",
+            '**Prototypes.** Prototypes were projected onto their nearest training patches ("push"), a',
+            f"lesion prototype only onto a lesion cell. `{spec['prototype_metadata']}` lists each",
+            "prototype's class, source case (seed), latent cell, model-grid voxel, LPS position and the",
+            "lesion fraction of its cell; the companion `.npz` holds three orthogonal 24 x 24 slices",
+            "(3 mm) through each source patch, the region most similar to the prototype on them (the",
+            "prototype panel outlines it) and the source scan's lesion mask.",
         ]
     t = metrics["timings"]
+    env = f"{metrics['environment']['threads']} CPU threads (torch {metrics['environment']['torch']})"
+    if proto.get("trained_with", "").endswith("--only protonet"):
+        cost = (
+            f"**Training cost.** This model: {proto['training_s'] / 60:.1f} min on {env}, retrained alone "
+            "with `python sample_data/train_zoo.py --only protonet` (from the lesion classifier's weights); "
+            f"the whole zoo: {t['total_s'] / 60:.1f} min with `python sample_data/train_zoo.py`."
+        )
+    else:
+        cost = (
+            f"**Training cost.** Whole zoo: {t['total_s'] / 60:.1f} min on {env}; reproduce with "
+            "`python sample_data/train_zoo.py`."
+        )
     lines += [
         "",
-        f"**Training cost.** Whole zoo: {t['total_s'] / 60:.1f} min on {metrics['environment']['threads']} "
-        f"CPU threads (torch {metrics['environment']['torch']}); reproduce with "
-        "`python sample_data/train_zoo.py`.",
+        cost,
         "",
         INTENDED,
         "",

@@ -1,7 +1,8 @@
 """The prototype panel: "this looks like that" for prototype networks, nearest cases otherwise.
 
-For the chosen scan and a prototype model it lists the top-N prototypes for the decision:
-three orthogonal slices through each prototype's source patch, its similarity, class
+For the chosen scan and a prototype model it lists the top-N prototypes for a class (the
+predicted class first; the *class* box picks any other): three orthogonal slices through
+each prototype's source patch with the prototype's region outlined, its similarity, class
 weight and contribution (similarity x weight). Clicking a prototype adds its similarity
 map as a heatmap layer (in the scan's geometry) and moves the viewer to its peak.
 For other classification models it lists, in the same layout, the nearest cases of a
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QSize, Qt, Signal
-from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtGui import QIcon, QImage, QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -25,6 +26,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListView,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -34,32 +36,28 @@ from qtpy.QtWidgets import (
 )
 
 from ..explain import PrototypeReport, ReferenceLibrary, prototype_report
+from ..explain.prototypes import THUMBNAIL_SIZE, prototype_thumbnail
 from ..models import available_models, resolve_model
 from ..overlays import add_layer, heatmap_layer_data, volume_of_layer
 from .explain_widget import _image_layers
 
-THUMB = 48  # pixels per slice
+THUMB = THUMBNAIL_SIZE  # pixels per slice
+GAP = 4  # pixels between the slices
 
 
-def patch_thumbnail(patches: np.ndarray | None, size: int = THUMB) -> QPixmap:
-    """Three slices side by side (axial, coronal, sagittal), grey, radiological display.
+def patch_thumbnail(patches: np.ndarray | None, regions: np.ndarray | None = None, *, outline: bool = True):
+    """Three slices side by side (axial, coronal, sagittal) as a QPixmap, region outlined.
 
-    Coronal and sagittal patches are (z, ...) with z growing upwards, so they are flipped
-    vertically to put the head up; intensities are scaled over all three jointly.
+    The picture is :func:`~napari_mlmi_interp.explain.prototypes.prototype_thumbnail`'s;
+    ``outline=False`` draws none (reference cases have no region).
     """
     if patches is None:
-        return QPixmap(3 * size, size)
-    ax, co, sa = (np.asarray(p, dtype=np.float32) for p in patches)
-    views = [ax, co[::-1], sa[::-1]]
-    lo, hi = np.percentile(np.concatenate([v.ravel() for v in views]), [1, 99])
-    scaled = []
-    for v in views:
-        v = np.clip((v - lo) / max(hi - lo, 1e-6), 0, 1)
-        ry, rx = max(1, size // v.shape[0]), max(1, size // v.shape[1])
-        scaled.append(np.kron(v, np.ones((ry, rx)))[:size, :size])
-    strip = np.ascontiguousarray((np.concatenate(scaled, axis=1) * 255).astype(np.uint8))
-    h, w = strip.shape
-    image = QImage(strip.data, w, h, w, QImage.Format_Grayscale8).copy()
+        return QPixmap(3 * THUMB + 2 * GAP, THUMB)
+    if not outline:
+        regions = np.zeros(np.shape(patches), bool)
+    rgb = np.ascontiguousarray(prototype_thumbnail(patches, regions, size=THUMB, gap=GAP))
+    h, w, _ = rgb.shape
+    image = QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
     return QPixmap.fromImage(image)
 
 
@@ -72,11 +70,13 @@ class PrototypeWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.report: PrototypeReport | None = None
+        self._report_model = None
         self._models: dict[str, Any] = {}
         self._worker = None
         self.scan = QComboBox()
         self.model = QComboBox()
         specs = [s for s in available_models() if s.task == "classification"]
+        self._specs = {spec.name: spec for spec in specs}
         for spec in sorted(specs, key=lambda s: not s.prototype):  # prototype models first
             self.model.addItem(spec.name, bool(spec.prototype))
         self.library = QLineEdit()
@@ -84,12 +84,23 @@ class PrototypeWidget(QWidget):
         self.browse = QPushButton("…")
         self.browse.setMaximumWidth(32)
         self.references: list = []
+        self.target = QComboBox()
+        self.target.setToolTip("the class whose prototypes are listed (the predicted class after each run)")
         self.top = QSpinBox()
         self.top.setRange(1, 50)
         self.top.setValue(5)
         self.run_button = QPushButton("Find prototypes")
         self.list = QListWidget()
-        self.list.setIconSize(QSize(3 * THUMB, THUMB))
+        self.list.setIconSize(QSize(3 * THUMB + 2 * GAP, THUMB))
+        # one column, the text under each thumbnail: the rows fit a narrow dock
+        self.list.setViewMode(QListView.IconMode)
+        self.list.setFlow(QListView.TopToBottom)
+        self.list.setWrapping(False)
+        self.list.setMovement(QListView.Static)
+        self.list.setResizeMode(QListView.Adjust)
+        self.list.setWordWrap(True)
+        self.list.setSpacing(4)
+        self.list.setMinimumWidth(3 * THUMB + 2 * GAP + 32)
         self.status = QLabel("Pick a scan and a prototype model.")
         self.status.setWordWrap(True)
         form = QFormLayout()
@@ -99,19 +110,56 @@ class PrototypeWidget(QWidget):
         library_row.addWidget(self.library)
         library_row.addWidget(self.browse)
         form.addRow("library", library_row)
+        form.addRow("class", self.target)
         form.addRow("top", self.top)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.run_button)
         layout.addWidget(self.status)
         layout.addWidget(self.list, 1)
-        self.run_button.clicked.connect(self.run)
+        self.run_button.clicked.connect(lambda: self.run())
         self.browse.clicked.connect(self._pick_library)
         self.list.itemClicked.connect(self._on_click)
+        self.model.currentIndexChanged.connect(self._on_model)
+        self.target.currentIndexChanged.connect(self._on_target)
         for name in ("inserted", "removed", "reordered"):
             if hasattr(self.viewer.layers.events, name):
                 getattr(self.viewer.layers.events, name).connect(self.refresh_layers)
         self.refresh_layers()
+        self._fill_classes()
+
+    def _on_model(self, *_: Any) -> None:
+        """Another model: its classes in the class box; the list (another model's) is cleared."""
+        if self.report is not None and self.report.prediction.model != self.model.currentText():
+            self.report = self._report_model = None
+            self.list.clear()
+        self._fill_classes()
+
+    def _fill_classes(self) -> None:
+        """List the current model's classes in the class box (a report marks the predicted one)."""
+        self.target.blockSignals(True)
+        self.target.clear()
+        spec = self._specs.get(self.model.currentText())
+        for c in spec.classes if spec is not None else []:
+            self.target.addItem(c, c)
+        self.target.blockSignals(False)
+
+    def _show_classes(self, report: PrototypeReport) -> None:
+        """The class box after a report: every class, the predicted one marked, the report's selected."""
+        self.target.blockSignals(True)
+        self.target.clear()
+        for i, c in enumerate(report.classes or [report.target_name]):
+            said = " (predicted)" if i == report.prediction.predicted else ""
+            self.target.addItem(f"{c}{said}", c)
+        self.target.setCurrentIndex(max(0, self.target.findData(report.target_name)))
+        self.target.blockSignals(False)
+
+    def _on_target(self, *_: Any) -> None:
+        """The user picked a class: list that class's prototypes (recomputed in a worker)."""
+        wanted = self.target.currentData()
+        if self.report is None or wanted is None or wanted == self.report.target_name:
+            return
+        self.run(target=wanted)
 
     def refresh_layers(self, *_: Any) -> None:
         current = self.scan.currentText()
@@ -127,18 +175,20 @@ class PrototypeWidget(QWidget):
             self._models[name] = resolve_model(name)
         return self._models[name]
 
-    def run(self) -> None:
-        """Compute the report in a worker thread."""
+    def run(self, target: str | None = None) -> None:
+        """Compute the report in a worker thread, for ``target`` (default: the predicted class)."""
         from napari.qt.threading import create_worker
 
         if self._worker is not None:
             return
         name = self.scan.currentText()
+        if target is not None and self.report is not None and getattr(self, "_scan_name", ""):
+            name = self._scan_name  # another class of the report on screen: the same scan
         if not name or name not in self.viewer.layers or not self.model.currentText():
             self._error("choose a scan layer and a prototype model first")
             return
         try:
-            model = self._model()
+            model = self._report_model if target is not None and self._report_model else self._model()
         except Exception as exc:
             self._error(str(exc))
             return
@@ -149,10 +199,13 @@ class PrototypeWidget(QWidget):
             return
         top = self.top.value()
         self.run_button.setEnabled(False)
-        if self.model.currentData():
-            self.status.setText("Comparing the scan with the prototypes…")
-            worker = create_worker(lambda: prototype_report(volume, model, top=top), _ignore_errors=True)
-            worker.returned.connect(lambda report: self.set_report(report, name))
+        if model.spec.prototype:
+            said = f"'{target}'" if target else "the predicted class"
+            self.status.setText(f"Comparing the scan with the prototypes of {said}…")
+            worker = create_worker(
+                lambda: prototype_report(volume, model, target=target, top=top), _ignore_errors=True
+            )
+            worker.returned.connect(lambda report: self.set_report(report, name, model=model))
         else:
             folder = self.library.text().strip()
             if not folder:
@@ -184,7 +237,7 @@ class PrototypeWidget(QWidget):
             item = QListWidgetItem(
                 f"{m.case_id or Path(m.path).name}\nsimilarity {m.similarity:.3f}\nmodel: {said}"
             )
-            item.setIcon(_icon(m.thumbnails))
+            item.setIcon(QIcon(patch_thumbnail(m.thumbnails, outline=False)))
             item.setToolTip(f"{m.path}\nclick: open this reference case")
             self.list.addItem(item)
         self.status.setText(
@@ -214,11 +267,13 @@ class PrototypeWidget(QWidget):
         self._worker = None
         self.run_button.setEnabled(True)
 
-    def set_report(self, report: PrototypeReport, scan_name: str = "") -> None:
-        """Fill the list from a report (also used by the demo)."""
+    def set_report(self, report: PrototypeReport, scan_name: str = "", *, model=None) -> None:
+        """Fill the list from a report (also used by the demo); ``model`` serves other classes."""
         self.report = report
+        self._report_model = model
         self.references = []
         self._scan_name = scan_name
+        self._show_classes(report)
         self.list.clear()
         pred = report.prediction
         for m in report.matches:
@@ -228,8 +283,11 @@ class PrototypeWidget(QWidget):
                 f"from {m.source_case or 'training data'}"
             )
             item = QListWidgetItem(text)
-            item.setIcon(_icon(m.patches))
-            item.setToolTip("click: show this prototype's similarity map and go to its peak")
+            item.setIcon(QIcon(patch_thumbnail(m.patches, m.regions)))
+            item.setToolTip(
+                "outlined: the prototype's region in its source patch\n"
+                "click: show this prototype's similarity map and go to its peak"
+            )
             item.setData(Qt.UserRole, m.index)
             self.list.addItem(item)
         said = (
@@ -239,7 +297,7 @@ class PrototypeWidget(QWidget):
         )
         self.status.setText(
             f"{pred.model}: {said}. Top {len(report.matches)} prototypes for '{report.target_name}' "
-            "(axial, coronal, sagittal slices of each source patch)."
+            "(axial, coronal, sagittal slices of each source patch; outlined: the prototype's region)."
         )
         self.reported.emit(report)
 
@@ -264,9 +322,3 @@ class PrototypeWidget(QWidget):
 
         self.status.setText(f"Error: {message}")
         show_error(message)
-
-
-def _icon(patches):
-    from qtpy.QtGui import QIcon
-
-    return QIcon(patch_thumbnail(patches))
