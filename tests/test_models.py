@@ -11,10 +11,9 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from napari_mlmi_interp.models import (  # noqa: E402
+from napari_mlmi_interp.models import (
     ModelError,
     ModelSpec,
     available_models,
@@ -23,7 +22,7 @@ from napari_mlmi_interp.models import (  # noqa: E402
     predict,
     resolve_model,
 )
-from napari_mlmi_interp.sample import make_sample  # noqa: E402
+from napari_mlmi_interp.sample import make_sample
 
 
 class TinyNet(torch.nn.Module):

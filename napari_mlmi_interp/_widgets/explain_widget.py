@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..explain import Cancelled, CancelToken, Explanation, explain, get_method, list_methods
+from ..framework.settings import DEFAULT_TOPK_PERCENT
 from ..models import ModelError, available_models, resolve_model
 from ..overlays import (
     add_explanation_layers,
@@ -93,7 +94,7 @@ class ExplainWidget(QWidget):
         self.percent = QDoubleSpinBox()
         self.percent.setRange(0.5, 50.0)
         self.percent.setSingleStep(0.5)
-        self.percent.setValue(5.0)
+        self.percent.setValue(DEFAULT_TOPK_PERCENT)  # the sidebar's, evaluate's and batch's k
         self.percent.setSuffix(" %")
         self.percent.setToolTip("the contour outlines the top k % most attributed voxels")
         from ..explain.budget import default_budget_mb
@@ -480,7 +481,12 @@ class ExplainWidget(QWidget):
         self.status.setText(
             f"{pred.model}: {said}. {get_method(result.method).title} for '{result.target['name']}' in "
             f"{result.timings.get('total', 0):.2f} s; peak at LPS ({peak}) mm."
+            + "".join(f"\n⚠ {w}" for w in result.warnings)
         )
+        if result.warnings:  # out of domain, or a map that misses completeness: say so where it shows
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{pred.model}, {get_method(result.method).title}: " + " ".join(result.warnings))
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.explained.emit(result)

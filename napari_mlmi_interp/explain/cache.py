@@ -3,7 +3,10 @@
 Key: sha256 over (package version, model sha256, the preprocessed model input's sha256,
 which covers the scan *and* its preprocessing, the preprocessing spec, method, parameters,
 and the target as requested: a class, "predicted", or an ROI mask's hash). The key is
-computed before the model runs, so a hit returns without calling the model.
+computed before the model runs, so a hit returns without calling the model. An entry's
+``meta.json`` keeps the map's own warnings (a convergence delta over its tolerance), so a hit
+says what the first run said; warnings about the scan (its domain) are recomputed from the
+scan on every call, since a rescaled scan can share a z-scored model input, and so a key.
 
 An entry is a folder ``<key>/`` with ``maps.npz`` and ``meta.json``, written to a temporary
 folder and renamed into place, so readers only ever see complete entries; a cancelled or

@@ -45,16 +45,18 @@ def attribute(
     params: dict[str, Any],
     layer: torch.nn.Module | None = None,
     region: np.ndarray | None = None,
-) -> tuple[torch.Tensor, float | None]:
+) -> tuple[torch.Tensor, float | None, tuple[float, float] | None]:
     """Attribution of ``module``'s output ``target`` to ``x``, on the input grid.
 
     ``region`` (a boolean mask on the input grid) restricts occlusion to the windows around it.
 
     Returns
     -------
-    (tensor, delta)
+    (tensor, delta, endpoints)
         The map ``(1, C, *spatial)`` (class-activation maps have ``C = 1``, upsampled
-        trilinearly to the input grid) and the convergence delta where Captum defines one.
+        trilinearly to the input grid), the convergence delta where Captum defines one, and
+        for methods promising completeness (Integrated Gradients, DeepLIFT) the target score
+        ``(F(x), F(baseline))`` at the input and the baseline (else None).
     """
     if "seed" in params:  # stochastic methods: reproducible, and the caller's RNG state is untouched
         with seeded(int(params["seed"])):
@@ -84,28 +86,30 @@ def _attribute(
     params: dict[str, Any],
     layer: torch.nn.Module | None,
     region: np.ndarray | None = None,
-) -> tuple[torch.Tensor, float | None]:
+) -> tuple[torch.Tensor, float | None, tuple[float, float] | None]:
     import captum.attr as ca
 
     p = params
     spatial = tuple(x.shape[2:])
     name = method.name
     delta = None
+    endpoints = None
     if name == "saliency":
         out = ca.Saliency(module).attribute(x, target=target, abs=p["abs"])
     elif name == "input_x_gradient":
         out = ca.InputXGradient(module).attribute(x, target=target)
     elif name == "integrated_gradients":
-        out, d = ca.IntegratedGradients(module).attribute(
+        baseline = _baseline(x, p["baseline"])
+        out = ca.IntegratedGradients(module).attribute(
             x,
-            baselines=_baseline(x, p["baseline"]),
+            baselines=baseline,
             target=target,
             n_steps=p["n_steps"],
             method=p["method"],
             internal_batch_size=p["internal_batch_size"],
-            return_convergence_delta=True,
         )
-        delta = float(d.abs().max())
+        endpoints = _endpoint_scores(module, x, baseline, target)
+        delta = _delta(out, endpoints)
     elif name == "smoothgrad":
         # stdevs is relative to the input's range, as in Smilkov et al.
         sigma = float(p["stdevs"]) * float(x.max() - x.min())
@@ -129,10 +133,10 @@ def _attribute(
         )
         delta = float(d.abs().mean())
     elif name == "deeplift":
-        out, d = ca.DeepLift(module).attribute(
-            x, baselines=_baseline(x, p["baseline"]), target=target, return_convergence_delta=True
-        )
-        delta = float(d.abs().max())
+        baseline = _baseline(x, p["baseline"])
+        out = ca.DeepLift(module).attribute(x, baselines=baseline, target=target)
+        endpoints = _endpoint_scores(module, x, baseline, target)
+        delta = _delta(out, endpoints)
     elif name == "guided_backprop":
         out = ca.GuidedBackprop(module).attribute(x, target=target)
     elif name == "deconvolution":
@@ -158,7 +162,30 @@ def _attribute(
         )
     else:  # pragma: no cover - the registry and this switch are kept in step by a test
         raise ValueError(f"no runner for method {name!r}")
-    return out.detach(), delta
+    return out.detach(), delta, endpoints
+
+
+def _endpoint_scores(
+    module: torch.nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: int
+) -> tuple[float, float]:
+    """``(F(x), F(baseline))``: the target score at the input and at the baseline.
+
+    These are the two forward passes Captum makes for its convergence delta, made here (one
+    sample each, input first, so the engine can take the prediction from the first) to keep
+    the scores: the delta alone cannot say how large it is relative to the score change.
+    """
+    from captum._utils.common import _run_forward
+
+    with torch.no_grad():
+        fx = _run_forward(module, x, target=target)
+        fb = _run_forward(module, baseline, target=target)
+    return float(fx.reshape(-1)[0]), float(fb.reshape(-1)[0])
+
+
+def _delta(attributions: torch.Tensor, endpoints: tuple[float, float]) -> float:
+    """Captum's convergence delta, ``|sum(map) - (F(x) - F(baseline))|``, for one sample."""
+    total = float(attributions.detach().double().sum())
+    return abs(total - (endpoints[0] - endpoints[1]))
 
 
 def supervoxels(x: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:

@@ -18,10 +18,13 @@ from typing import Any
 import numpy as np
 
 from ..io.volume import Geometry, Volume
+from ..metrics.localization import peak_index
+from ..models.domain import check_domain
 from ..models.loading import LoadedModel
 from ..models.predict import Prediction, classification_prediction, model_failure, predict, preprocessor_for
 from ..models.preprocessing import ModelInput
 from .cache import ResultCache
+from .convergence import convergence_warning, per_sample_normalisation
 from .methods import Method, get_method
 
 __all__ = ["CancelToken", "Cancelled", "Explanation", "explain"]
@@ -140,11 +143,19 @@ class Explanation:
     timings: dict[str, float] = field(default_factory=dict)
     convergence_delta: float | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: What a careful user must know about this map (one sentence each): a poorly converged
+    #: path integral, an input outside the model's declared domain. Printed on stderr by the
+    #: CLI, kept in sidecars, shown in the Explain panel.
+    warnings: list[str] = field(default_factory=list)
 
     def peak_lps(self) -> np.ndarray:
-        """LPS mm of the native map's strongest voxel (largest value; largest |value| if signed)."""
-        a = np.abs(self.native.array) if self.signed else self.native.array
-        return self.native.geometry.to_lps(np.unravel_index(int(np.argmax(a)), a.shape))
+        """LPS mm of the native map's peak: its largest value, signed maps included.
+
+        One definition for every panel, figure and export (:func:`metrics.peak_index`): the
+        strongest evidence *for* the explained target. A signed map's most negative voxel is
+        evidence against it and is not its peak.
+        """
+        return self.native.geometry.to_lps(peak_index(self.native.array))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -156,6 +167,7 @@ class Explanation:
             "prediction": self.prediction.to_dict(),
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "convergence_delta": self.convergence_delta,
+            "warnings": list(self.warnings),
             "provenance": self.provenance,
         }
 
@@ -337,7 +349,7 @@ def explain(
     observed = _observed(scored, total, progress, cancel, reference=x.detach() if deferred else None)
     with torch.enable_grad():
         try:
-            attr, delta = attribute(m, observed, x, target_index, p, layer, grid_region)
+            attr, delta, endpoints = attribute(m, observed, x, target_index, p, layer, grid_region)
         except (Cancelled, ValueError, MemoryError):
             raise
         except RuntimeError as exc:  # the model rejected its input (shape, channels, dtype)
@@ -347,11 +359,18 @@ def explain(
     t_attr = time.perf_counter()
     if prediction is None:
         logits = observed.reference_output
-        prediction = (
-            classification_prediction(model, logits, mi)
-            if logits is not None
-            else predict(volume, model, model_input=mi)
-        )
+        if logits is not None:
+            prediction = classification_prediction(model, logits, mi)
+            prediction.warnings = check_domain(volume, spec)
+        else:
+            prediction = predict(volume, model, model_input=mi)
+    converged = convergence_warning(
+        m.name,
+        p,
+        delta,
+        *(endpoints or (None, None)),
+        normalisation=per_sample_normalisation(module) if endpoints is not None else None,
+    )
 
     model_axes_map = attr[0].sum(dim=0).numpy().astype(np.float32)
     native = pre.inverse(model_axes_map, mi)
@@ -388,9 +407,27 @@ def explain(
             **({"region_voxels": int(grid_region.sum())} if grid_region is not None else {}),
         },
     )
+    # what a careful user must know: the scan outside the model's domain, a map that misses
+    # completeness (set after construction: the provenance literal above is shared ground)
+    result.warnings = [*prediction.warnings, *([converged] if converged else [])]
+    if endpoints is not None:
+        result.provenance["completeness"] = _completeness(delta, endpoints)
     if cache is not None and key is not None:
         _store(cache, key, result)
     return result
+
+
+def _completeness(delta: float | None, endpoints: tuple[float, float]) -> dict[str, float | None]:
+    """The target score at the input and the baseline, and the delta as a share of their difference."""
+    from .convergence import relative_delta
+
+    fx, fb = endpoints
+    rel = relative_delta(delta or 0.0, fx, fb)
+    return {
+        "score_input": fx,
+        "score_baseline": fb,
+        "relative_delta": None if rel == float("inf") else round(rel, 6),
+    }
 
 
 def _mask_digest(mask: np.ndarray | Volume | None) -> str | None:
@@ -421,6 +458,7 @@ def _cache_key(volume, model, mi, method, params, target, roi, roi_reduce, regio
             "roi": roi_part,
             "roi_reduce": roi_reduce,
             "region": region_part,
+            "entry_format": 2,  # 2: entries keep the map's warnings
         }
     )
 
@@ -435,7 +473,8 @@ def _store(cache: ResultCache, key: str, result: Explanation) -> None:
         "params": result.params,
         "target": result.target,
         "signed": result.signed,
-        "native_name": result.native.name,
+        # not the scan's name (a file name may be a patient's): "<method title> · <target>"
+        "native_suffix": result.native.name.rsplit(" · ", 2)[-2:],
         "prediction": {
             "probabilities": None if pred.probabilities is None else pred.probabilities.tolist(),
             "predicted": pred.predicted,
@@ -444,6 +483,9 @@ def _store(cache: ResultCache, key: str, result: Explanation) -> None:
         },
         "timings": result.timings,
         "convergence_delta": result.convergence_delta,
+        # the map's own warnings; domain warnings are recomputed from the scan on a hit (the key
+        # holds the normalised input, which a rescaled scan shares)
+        "map_warnings": [w for w in result.warnings if w not in pred.warnings],
         "provenance": result.provenance,
     }
     cache.put(key, arrays, meta)
@@ -462,12 +504,14 @@ def _from_cache(hit, volume: Volume, model: LoadedModel, mi: ModelInput, seconds
         label=pm["label"],
         volumes_ml=dict(pm["volumes_ml"]),
         model_input=mi,
+        warnings=check_domain(volume, spec),
     )
     if "segmentation" in arrays:
         prediction.segmentation = volume.with_array(
             arrays["segmentation"], name=f"{volume.name} · {spec.name} segmentation"
         )
-    native = volume.with_array(arrays["native_map"].astype(np.float32), name=meta["native_name"])
+    name = " · ".join([volume.name, *meta.get("native_suffix", [])])
+    native = volume.with_array(arrays["native_map"].astype(np.float32), name=name)
     native.units = "attribution"
     return Explanation(
         method=meta["method"],
@@ -481,6 +525,7 @@ def _from_cache(hit, volume: Volume, model: LoadedModel, mi: ModelInput, seconds
         timings={**meta["timings"], "total": seconds},
         convergence_delta=meta["convergence_delta"],
         provenance={**meta["provenance"], "cache": "hit"},
+        warnings=[*prediction.warnings, *meta.get("map_warnings", [])],
     )
 
 

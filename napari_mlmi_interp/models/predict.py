@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..io.volume import Volume
+from .domain import check_domain
 from .loading import LoadedModel
 from .preprocessing import ModelInput, Preprocessor
 from .spec import ModelError
@@ -21,7 +22,8 @@ class Prediction:
 
     For classification: ``probabilities`` (one per class), ``predicted`` index and
     ``label``. For segmentation: ``segmentation`` (a label Volume on the native grid) and
-    ``volumes_ml`` per foreground class.
+    ``volumes_ml`` per foreground class. ``warnings``: one sentence per way the scan lies
+    outside the model's declared domain (:func:`~napari_mlmi_interp.models.domain.check_domain`).
     """
 
     model: str
@@ -33,6 +35,7 @@ class Prediction:
     segmentation: Volume | None = None
     volumes_ml: dict[str, float] = field(default_factory=dict)
     model_input: ModelInput | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "task": self.task, "classes": list(self.classes)}
@@ -43,6 +46,7 @@ class Prediction:
             out["predicted"] = self.label
         if self.task == "segmentation":
             out["volumes_ml"] = {k: round(v, 4) for k, v in self.volumes_ml.items()}
+        out["warnings"] = list(self.warnings)
         return out
 
 
@@ -104,6 +108,9 @@ def predict(volume: Volume, model: LoadedModel, *, model_input: ModelInput | Non
     ``model_input`` reuses a preparation of the same volume by another model whose spec has
     the same ``input`` and ``normalization`` (checked), saving the resampling.
 
+    The scan is compared with the spec's ``domain`` (when it has one); each mismatch is one
+    sentence in ``Prediction.warnings``. Nothing is refused: the answer is given either way.
+
     Segmentation models with an input ``patch_size`` run as MONAI sliding windows
     (Gaussian-weighted, 25 % overlap) over the whole model grid.
 
@@ -144,8 +151,11 @@ def predict(volume: Volume, model: LoadedModel, *, model_input: ModelInput | Non
     if isinstance(logits, dict):
         logits = next(iter(logits.values()))
     if spec.task == "classification":
-        return classification_prediction(model, logits, model_input)
+        out = classification_prediction(model, logits, model_input)
+        out.warnings = check_domain(volume, spec)
+        return out
     out = Prediction(spec.name, spec.task, list(spec.classes), model_input=model_input)
+    out.warnings = check_domain(volume, spec)
     scores = logits[0].detach().numpy()
     if scores.shape[0] != len(spec.classes):
         raise ModelError(

@@ -19,6 +19,13 @@ A spec is a YAML or JSON sidecar (or a :class:`ModelSpec` built in Python)::
     normalization: {kind: zscore, nonzero: true}   # zscore | percentile | window | none
     cam_layers: [features.denseblock4]
     prototype: false
+    domain:                         # optional: the data the model was trained on (see Domain)
+      modality: [MR]
+      body_region: [BRAIN, HEAD]
+      plane: [axial]
+      spacing_mm: [2.0, 3.0]
+      intensity_percentiles: [1, 99]
+      intensity_range: [[0, 0], [150, 300]]
 """
 
 from __future__ import annotations
@@ -29,11 +36,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InputSpec", "ModelError", "ModelSpec", "Normalization"]
+__all__ = ["Domain", "InputSpec", "ModelError", "ModelSpec", "Normalization"]
 
 _TASKS = ("classification", "segmentation")
 _FORMATS = ("torchscript", "state_dict", "auto")
 _NORMS = ("zscore", "percentile", "window", "none")
+_PLANES = ("axial", "coronal", "sagittal")
 
 
 class ModelError(ValueError):
@@ -109,6 +117,94 @@ class InputSpec:
             raise ModelError(f"input axes must be 'zyx' or 'xyz', got {self.axes!r}")
 
 
+def _pair(name: str, value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ModelError(f"domain {name} must be two numbers [min, max], got {value!r}") from None
+    if not lo <= hi:
+        raise ModelError(f"domain {name} must be [min, max] with min <= max, got {[lo, hi]}")
+    return lo, hi
+
+
+def _names(name: str, value: Any, *, upper: bool) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ModelError(f"domain {name} must be a non-empty list of names, got {value!r}")
+    return [v.strip().upper() if upper else v.strip().lower() for v in value]
+
+
+@dataclass
+class Domain:
+    """The data a model was trained on, so a scan far from it can be flagged (all optional).
+
+    Attributes
+    ----------
+    modality : list of str, optional
+        DICOM Modality values (``["MR"]``), compared with the scan's modality when known.
+    body_region : list of str, optional
+        DICOM BodyPartExamined values (``["BRAIN", "HEAD"]``), compared when the scan has one.
+    plane : list of str, optional
+        Acquisition planes (``axial``, ``coronal``, ``sagittal``): the patient axis closest to
+        the slice normal. Not checked for near-isotropic scans (largest / smallest spacing
+        <= 1.1), where the plane says nothing about the resolution the model sees.
+    spacing_mm : [min, max], optional
+        Range of voxel spacings (mm) of the training scans, every axis.
+    intensity_percentiles : [low, high]
+        Which percentiles of the raw scan (before normalisation) ``intensity_range`` describes.
+    intensity_range : [[min, max], [min, max]], optional
+        Over the training scans: the range of the low percentile and that of the high one,
+        in the scan's own units (HU for CT, scanner units for MR).
+    min_fov_fraction : float, optional
+        The scan must cover at least this fraction of the model's fixed input extent along
+        each patient axis (the rest is padding the model never saw in training).
+    computed_from : str
+        How the figures were obtained (data set, script), for the reader of the spec.
+    """
+
+    modality: list[str] | None = None
+    body_region: list[str] | None = None
+    plane: list[str] | None = None
+    spacing_mm: tuple[float, float] | None = None
+    intensity_percentiles: tuple[float, float] = (1.0, 99.0)
+    intensity_range: tuple[tuple[float, float], tuple[float, float]] | None = None
+    min_fov_fraction: float | None = None
+    computed_from: str = ""
+
+    def __post_init__(self) -> None:
+        self.modality = _names("modality", self.modality, upper=True)
+        self.body_region = _names("body_region", self.body_region, upper=True)
+        self.plane = _names("plane", self.plane, upper=False)
+        if self.plane is not None and any(p not in _PLANES for p in self.plane):
+            raise ModelError(f"domain plane must be among {', '.join(_PLANES)}, got {self.plane}")
+        if self.spacing_mm is not None:
+            self.spacing_mm = _pair("spacing_mm", self.spacing_mm)
+            if self.spacing_mm[0] <= 0:
+                raise ModelError(f"domain spacing_mm must be positive, got {list(self.spacing_mm)}")
+        lo, hi = _pair("intensity_percentiles", self.intensity_percentiles)
+        if not 0 <= lo < hi <= 100:
+            raise ModelError(
+                f"domain intensity_percentiles must satisfy 0 <= low < high <= 100, got {[lo, hi]}"
+            )
+        self.intensity_percentiles = (lo, hi)
+        if self.intensity_range is not None:
+            try:
+                low, high = self.intensity_range
+            except (TypeError, ValueError):
+                raise ModelError(
+                    "domain intensity_range must be [[min, max] of the low percentile, [min, max] of the "
+                    f"high one], got {self.intensity_range!r}"
+                ) from None
+            self.intensity_range = (_pair("intensity_range", low), _pair("intensity_range", high))
+        if self.min_fov_fraction is not None and not 0 < float(self.min_fov_fraction) <= 1:
+            raise ModelError(f"domain min_fov_fraction must be in (0, 1], got {self.min_fov_fraction}")
+        if self.min_fov_fraction is not None:
+            self.min_fov_fraction = float(self.min_fov_fraction)
+
+
 @dataclass
 class ModelSpec:
     """Everything needed to load a model and feed it a volume."""
@@ -125,6 +221,7 @@ class ModelSpec:
     cam_layers: list[str] = field(default_factory=list)
     prototype: bool = False
     prototype_metadata: str | None = None
+    domain: Domain | None = None
     description: str = ""
     card: str | None = None
     source: str = ""  # where the spec came from: a file, "builtin", or "entry point <name>"
@@ -142,6 +239,8 @@ class ModelSpec:
             self.input = InputSpec(**self.input)
         if isinstance(self.normalization, dict):
             self.normalization = Normalization(**self.normalization)
+        if isinstance(self.domain, dict):
+            self.domain = Domain(**self.domain)
         self.classes = list(self.classes)
 
     # -- files ------------------------------------------------------------------------------------
@@ -160,6 +259,8 @@ class ModelSpec:
         try:
             data["input"] = InputSpec(**(data.get("input") or {}))
             data["normalization"] = Normalization(**(data.get("normalization") or {}))
+            if data.get("domain") is not None:
+                data["domain"] = Domain(**data["domain"])
         except TypeError as exc:
             raise ModelError(f"invalid spec: {exc}") from None
         if base is not None:
@@ -201,6 +302,8 @@ class ModelSpec:
         for key in ("spacing_mm", "size", "patch_size"):
             if out["input"][key] is not None:
                 out["input"][key] = list(out["input"][key])
+        if out["domain"] is not None:
+            out["domain"] = json.loads(json.dumps(out["domain"]))  # tuples -> lists
         return out
 
     def summary(self) -> dict[str, Any]:
