@@ -1,7 +1,9 @@
 """``mlmi-interp``: the headless command line.
 
 Every subcommand turns bad input into one line on stderr (``mlmi-interp: error: ...``)
-and exit status 2; ``--debug`` shows the traceback instead.
+and exit status 2; ``--debug`` shows the traceback instead. Warnings (what was corrected or
+skipped while loading, what a careful user must know about a prediction or a map) are
+``warning: ...`` lines on stderr; progress bars go to stderr when it is a terminal.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,17 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .io import LoadError, LoadWarning, load, save
+from .io import (
+    LoadError,
+    LoadWarning,
+    Volume,
+    binary_mask,
+    load,
+    load_warnings,
+    output_stem,
+    safe_name,
+    save,
+)
 from .store import StoreError
 
 __all__ = ["main"]
@@ -28,8 +40,61 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "volume"
+def _warn(messages: Any) -> None:
+    """Each message as one ``warning: ...`` line on stderr."""
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def _load(path: str) -> list[Volume]:
+    """:func:`load`, with every load warning said once (per series; a folder's note once)."""
+    volumes = load(path)
+    _warn(load_warnings(volumes))
+    return volumes
+
+
+def _out_dir(path: str, flag: str) -> Path:
+    """``path`` as an output folder; an existing file there is a clear error, not Errno 17."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{flag} must be a folder, got the existing file {out}")
+    return out
+
+
+def _progress_on(args: argparse.Namespace) -> bool:
+    """Progress bars: on a terminal only (stderr a TTY), and not with --quiet."""
+    if getattr(args, "quiet", False):
+        return False
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stderr
+        return False
+
+
+class _Bar:
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr (nothing when off)."""
+
+    def __init__(self, on: bool, desc: str, unit: str) -> None:
+        self.on, self.desc, self.unit = on, desc, unit
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, postfix: str | None = None) -> None:
+        if not self.on:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
+        if total != self.bar.total:
+            self.bar.total = total
+        if postfix is not None:
+            self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.update(max(0, done - self.bar.n))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _fmt(values: Any, digits: int = 3) -> str:
@@ -61,11 +126,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    volumes = load(args.input)
-    out_dir = Path(args.out_dir)
+    out_dir = _out_dir(args.out_dir, "OUT_DIR")
+    volumes = _load(args.input)
     used: set[str] = set()
     for v in volumes:
-        stem = _safe_name(v.name)
+        stem = output_stem(v)
         name, k = stem, 2
         while name in used:
             name, k = f"{stem}_{k}", k + 1
@@ -97,8 +162,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _need_display(screenshot: str | None) -> str | None:
-    from ._display import ensure_display
+    from ._display import ensure_display, missing_qt_binding
 
+    problem = missing_qt_binding()
+    if problem:
+        raise CliError(problem)
     display = ensure_display()
     if display is None:
         raise CliError(
@@ -108,7 +176,7 @@ def _need_display(screenshot: str | None) -> str | None:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    volumes = load(args.path)
+    volumes = _load(args.path)
     headless = not os.environ.get("DISPLAY")
     screenshot = args.screenshot or ("mlmi-interp-view.png" if headless else None)
     _need_display(screenshot)
@@ -175,14 +243,21 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .models import ModelError, predict, resolve_model
 
-    volumes = load(args.scan)
+    volumes = _load(args.scan)
     model = resolve_model(args.model, spec=args.spec)
     results = []
-    for v in volumes:
+    bar = _Bar(_progress_on(args), "predict", "volume")
+    bar(0, len(volumes))
+    for i, v in enumerate(volumes):
         try:
             pred = predict(v, model)
         except ModelError as exc:
+            bar.close()
             raise CliError(f"{v.source or args.scan}: {exc}") from None
+        bar(i + 1, len(volumes))
+        if i + 1 == len(volumes):
+            bar.close()
+        _warn(getattr(pred, "warnings", []))
         entry = {"volume": v.name, "case_id": v.case_id, **pred.to_dict(), "model_sha256": model.sha256}
         results.append(entry)
         if not args.json:
@@ -224,11 +299,39 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def _check_params(method: Any, params: dict[str, Any]) -> None:
+    """Each value of the type of the method's default for it, or an error naming it."""
+    for key, value in params.items():
+        if key not in method.params:
+            continue  # unknown names: the engine's error lists the method's parameters
+        default = method.params[key]
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif default == "auto":
+            ok = value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+            kind = "a positive integer or 'auto'"
+        else:
+            continue
+        if not ok:
+            raise CliError(
+                f"--param {key} ({method.name}) must be {kind} (default {json.dumps(default)}), "
+                f"got {json.dumps(value)}"
+            )
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain
+    from .explain import explain, get_method
     from .models import resolve_model
 
-    volumes = load(args.scan)
+    out = _out_dir(args.out, "--out")
+    method = get_method(args.method)
+    params = _parse_params(args.param)
+    _check_params(method, params)
+    volumes = _load(args.scan)
     if len(volumes) > 1:
         print(
             f"mlmi-interp: {len(volumes)} volumes found; explaining the first, '{volumes[0].name}'",
@@ -236,25 +339,56 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
     volume = volumes[0]
     model = resolve_model(args.model, spec=args.spec)
-    roi = None
+    segmentation = model.spec.task == "segmentation"
+    if args.roi and not segmentation:
+        raise CliError(
+            f"--roi must be used with a segmentation model, got the {model.spec.task} model "
+            f"'{model.spec.name}' (to occlude only around a region, use --method occlusion --region MASK)"
+        )
+    if args.roi_threshold is not None and not (args.roi or args.region):
+        raise CliError("--roi-threshold must come with --roi MASK or --region MASK")
+    if args.region and method.name != "occlusion":
+        raise CliError(f"--region must be used with --method occlusion, got --method {method.name}")
+    threshold_hint = "; give --roi-threshold T to use the image > T as the mask"
+    roi = region = None
     if args.roi:
-        (roi_volume,) = load(args.roi)[:1]
-        if not roi_volume.geometry.same_grid(volume.geometry, atol_mm=1e-3):
-            raise CliError(f"{args.roi}: the ROI mask is not on the scan's grid (shape or position differs)")
-        roi = roi_volume.array
+        roi = _mask_on_grid(args.roi, volume, "ROI", args.roi_threshold, threshold_hint)
+    if args.region:
+        region = _mask_on_grid(args.region, volume, "region", args.roi_threshold, threshold_hint)
     target: int | str | None = args.target
     cache = None
     if args.cache:
         from .explain import ResultCache
 
         cache = ResultCache(args.cache)
-    result = explain(
-        volume, model, args.method, target=target, roi=roi, params=_parse_params(args.param), cache=cache
-    )
-    out = Path(args.out)
-    stem = _safe_name(f"{volume.name}_{model.spec.name}_{result.method}_{result.target['name']}")
+    bar = _Bar(_progress_on(args), method.name, "sample")
+    try:
+        result = explain(
+            volume,
+            model,
+            method.name,
+            target=target,
+            roi=roi,
+            region=region,
+            params=params,
+            cache=cache,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    if segmentation and target is None:
+        where = "inside the given mask" if roi is not None else "inside the model's own segmentation of it"
+        print(
+            f"mlmi-interp: no --target: explaining class '{result.target['name']}' "
+            f"(index {result.target.get('class_index')}) {where}",
+            file=sys.stderr,
+        )
+    _warn(getattr(result.prediction, "warnings", []))
+    _warn(result.warnings)
+    # the scan's own name may be a patient's (DOE_JANE_19700101.nii.gz): never part of an output
+    stem = safe_name(f"{output_stem(volume)}_{model.spec.name}_{result.method}_{result.target['name']}")
     map_path = save(result.native, out / f"{stem}.nii.gz")
-    provenance = {**result.summary(), "scan": str(args.scan), "map": str(map_path)}
+    provenance = {**result.summary(), "scan": volume.case_id, "map": str(map_path)}
     prov_path = out / f"{stem}.json"
     prov_path.write_text(json.dumps(provenance, indent=2))
     if args.json:
@@ -276,20 +410,50 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mask_on_grid(path: str, volume: Volume, what: str, threshold: float | None, hint: str) -> np.ndarray:
+    """The mask file at ``path`` as booleans on ``volume``'s grid (binary, or > ``threshold``)."""
+    (mask,) = load(path)[:1]
+    if not mask.geometry.same_grid(volume.geometry, atol_mm=1e-3):
+        raise CliError(f"{path}: the {what} mask is not on the scan's grid (shape or position differs)")
+    return binary_mask(mask, threshold=threshold, what=what, path=path, hint=hint)
+
+
+def _roi_file(path: str, threshold: float | None, tmp: str) -> str:
+    """The ROI file to score against: ``path`` when it is a binary mask, else refused.
+
+    With ``threshold``, the image > ``threshold`` is written as a mask in ``tmp`` instead.
+    """
+    volumes = load(path)
+    if len(volumes) != 1:
+        raise CliError(f"{path}: the ROI must be one volume, found {len(volumes)}")
+    hint = "; give --roi-threshold T to use the image > T as the ROI"
+    mask = binary_mask(volumes[0], threshold=threshold, what="ROI", path=path, hint=hint)
+    if threshold is None:
+        return path
+    return str(save(volumes[0].with_array(mask.astype(np.uint8)), Path(tmp) / "roi.nii.gz"))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .framework import ELEMENT_INFO, FIGURES, load_bands
+    from .framework import ELEMENT_INFO, load_bands
     from .framework.files import evaluate_files, flat_figures
 
+    if args.roi_threshold is not None and args.roi is None:
+        raise CliError("--roi-threshold must come with --roi MASK")
     bands = load_bands(args.bands) if args.bands else None
-    result, notes = evaluate_files(
-        args.map,
-        args.roi,
-        scan_path=args.scan,
-        labels_path=args.labels,
-        percent=args.percent,
-        tolerance_mm=args.tolerance_mm,
-        bands=bands,
-    )
+    with tempfile.TemporaryDirectory(prefix="mlmi-roi-") as tmp:
+        roi_path = _roi_file(args.roi, args.roi_threshold, tmp) if args.roi else None
+        try:
+            result, notes = evaluate_files(
+                args.map,
+                roi_path,
+                scan_path=args.scan,
+                labels_path=args.labels,
+                percent=args.percent,
+                tolerance_mm=args.tolerance_mm,
+                bands=bands,
+            )
+        except ValueError as exc:  # name the user's ROI file, not the thresholded copy
+            raise CliError(str(exc).replace(str(roi_path), str(args.roi))) from None
     if args.json:
         nested = result.to_dict()
         out = {
@@ -309,7 +473,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(ELEMENT_INFO[element].title)
         for f in figures:
             band = f"[{f.band}]" if f.band not in ("info",) else ""
-            print(f"    {FIGURES[f.key].label:28s} {f.text():40s} {band}")
+            print(f"    {f.label:28s} {f.text():40s} {band}")
             if f.note and f.value is not None:
                 print(f"    {'':28s} ({f.note})")
     return 0
@@ -336,47 +500,61 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from .cohort import run_batch
     from .explain import get_method
 
+    out = _out_dir(args.out, "--out")
     given = _parse_params(args.param)
     params = {}
     for name in args.method:
-        known = get_method(name).params
-        params[name] = {k: v for k, v in given.items() if k in known}
+        method = get_method(name)
+        params[name] = {k: v for k, v in given.items() if k in method.params}
+        _check_params(method, params[name])
     unused = sorted(set(given) - {k for p in params.values() for k in p})
     if unused:
         raise CliError(f"no chosen method has the parameter(s) {', '.join(unused)}")
     failed: list[dict[str, Any]] = []
-    width = 30
+    bar = _Bar(_progress_on(args), "batch", "case")
 
     def progress(done: int, total: int, record: dict[str, Any]) -> None:
         if record.get("status") != "ok":
             failed.append(record)
-        bar = "#" * round(width * done / total) + "." * (width - round(width * done / total))
-        tail = f", {len(failed)} failed" if failed else ""
-        if not args.json:
-            print(f"\r[{bar}] {done}/{total} cases{tail}", end="", file=sys.stderr, flush=True)
+        bar(done, total, f"{len(failed)} failed" if failed else None)
+        if done == total:
+            bar.close()
+        # load warnings, once per case (and per series within it), as each case finishes
+        for message in record.get("warnings", []):
+            line = f"warning: {record.get('case_id') or record['case']}: {message}"
+            if bar.bar is not None:
+                bar.bar.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr)
 
-    result = run_batch(
-        args.input,
-        model=args.model,
-        methods=args.method,
-        out=args.out,
-        masks=args.masks,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        target=args.target,
-        params=params,
-        percent=args.percent,
-        dicom=args.dicom or args.dicom_keep_identity,
-        keep_identity=args.dicom_keep_identity,
-        progress=progress,
-    )
-    if not args.json:
-        print(file=sys.stderr)
+    try:
+        result = run_batch(
+            args.input,
+            model=args.model,
+            methods=args.method,
+            out=str(out),
+            masks=args.masks,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            target=args.target,
+            params=params,
+            percent=args.percent,
+            tolerance_mm=args.tolerance_mm,
+            dicom=args.dicom or args.dicom_keep_identity,
+            keep_identity=args.dicom_keep_identity,
+            anonymise=args.anonymise,
+            progress=progress,
+        )
+    finally:
+        bar.close()
     summary = {
         "cases": len(result.records),
         "done": sum(r.get("status") == "ok" for r in result.records),
         "skipped": len(result.skipped),
-        "failed": [{"case": r["case"], "input": r["input"], "error": r.get("error")} for r in result.failed],
+        "failed": [
+            {"case": r["case"], "input": None if args.anonymise else r.get("input"), "error": r.get("error")}
+            for r in result.failed
+        ],
         "summary_csv": str(result.summary_csv),
         "summary_parquet": str(result.summary_parquet) if result.summary_parquet else None,
         "seconds": round(result.seconds, 2),
@@ -390,7 +568,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             f"before) in {summary['seconds']:.1f} s; summary: {summary['summary_csv']}"
         )
         for f in summary["failed"]:
-            print(f"failed: {f['input']}: {f['error']}")
+            print(f"failed: {f['input'] or f['case']}: {f['error']}")
     return 1 if result.failed else 0
 
 
@@ -402,7 +580,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+QUIET_HELP = "no progress bar (there is none when stderr is not a terminal)"
+
+
+def _add_figure_settings(p: argparse.ArgumentParser, figure: Any, percent_use: str) -> None:
+    """``--percent`` and ``--tolerance-mm``, defaulting to the shared figure settings."""
+    p.add_argument(
+        "--percent",
+        type=float,
+        default=figure.topk_percent,
+        help=f"k of the top-k %% region {percent_use} (default {figure.topk_percent:g})",
+    )
+    p.add_argument(
+        "--tolerance-mm",
+        type=float,
+        default=figure.tolerance_mm,
+        help="pointing-game tolerance, also the peak-to-region pass limit "
+        f"(default {figure.tolerance_mm:g} mm)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .framework.settings import DEFAULT_SETTINGS as figure  # one top-k %, one tolerance
+
     parser = argparse.ArgumentParser(
         prog="mlmi-interp",
         description="Interpretability for medical-imaging ML: scans in physical space, in napari.",
@@ -443,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--spec", default=None, help="spec (YAML/JSON) for a weights file")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("methods", help="list attribution methods (family, elements served, signedness)")
@@ -458,10 +659,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="NAME_OR_PATH")
     p.add_argument("--spec", default=None)
     p.add_argument("--method", required=True)
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--target", default=None, help="class name or index (default: the predicted class)")
-    group.add_argument(
-        "--roi", default=None, metavar="MASK", help="segmentation: explain the class inside MASK"
+    p.add_argument(
+        "--target",
+        default=None,
+        help="class name or index (default: the predicted class; segmentation: class 1)",
+    )
+    p.add_argument(
+        "--roi",
+        default=None,
+        metavar="MASK",
+        help="segmentation only: explain the --target class inside MASK (a binary mask on the scan's grid)",
+    )
+    p.add_argument(
+        "--region",
+        default=None,
+        metavar="MASK",
+        help="occlusion only: occlude only around MASK (faster when the question is about one region)",
+    )
+    p.add_argument(
+        "--roi-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="use the image > T as the --roi / --region mask (for a mask that is not binary)",
     )
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -469,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache", metavar="DIR", default=None, help="reuse and store results in this cache folder"
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
@@ -477,14 +698,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("map", metavar="MAP")
     p.add_argument(
-        "--roi", default=None, metavar="MASK", help="the true region (any grid; resampled by position)"
+        "--roi",
+        default=None,
+        metavar="MASK",
+        help="the true region, a binary mask (any grid; resampled by position)",
+    )
+    p.add_argument(
+        "--roi-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="use the --roi image > T as the region (for a mask that is not binary)",
     )
     p.add_argument(
         "--scan", default=None, help="the scan, for intensity statistics inside the attributed region"
     )
     p.add_argument("--labels", default=None, help="an anatomical label map: attribution mass per structure")
-    p.add_argument("--percent", type=float, default=5.0, help="k of the top-k %% region (default 5)")
-    p.add_argument("--tolerance-mm", type=float, default=0.0, help="pointing-game tolerance (default 0 mm)")
+    _add_figure_settings(p, figure, "(as in the sidebar and batch)")
     p.add_argument(
         "--bands", default=None, metavar="JSON", help="pass/warn thresholds overriding the defaults"
     )
@@ -506,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="use a running Dask scheduler")
     p.add_argument("--target", default=None, help="class name or index (default: the predicted class)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
-    p.add_argument("--percent", type=float, default=5.0, help="k of the top-k %% region for the metrics")
+    _add_figure_settings(p, figure, "for the metrics and the DICOM SEG")
     p.add_argument(
         "--dicom",
         action="store_true",
@@ -518,7 +748,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="like --dicom, with the source's patient name, ID and birth date (for filing into a PACS)",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON summary (no progress bar)")
+    p.add_argument(
+        "--anonymise",
+        action="store_true",
+        help="no input paths anywhere, not even in the summary's input column",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("report", help="an HTML report of a batch: key slices, evidence, ratings, model card")
@@ -553,6 +789,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``mlmi-interp methods | head -1``): end quietly.
+
+    As the Python docs advise, stdout is pointed at devnull so that the interpreter's
+    final flush does not fail again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (captured): nothing left to flush
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -560,7 +810,13 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             # volume.warnings already carry these; do not print them twice
             warnings.simplefilter("ignore", LoadWarning)
-            return int(args.func(args) or 0)
+            # Captum's note that it switched gradients on for the input: noise to a CLI user
+            warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+            return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except (LoadError, CliError, StoreError, ValueError, OSError, RuntimeError) as exc:
         if args.debug:
             raise

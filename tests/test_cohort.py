@@ -4,15 +4,15 @@ does not stop the others, outputs in each case's own geometry."""
 from __future__ import annotations
 
 import json
+import sys
 
+import dask.distributed  # noqa: F401 - a hard dependency: a broken install fails, not skips
 import numpy as np
 import pytest
+import torch  # noqa: F401 - a hard dependency: a broken install fails, not skips
 
 from napari_mlmi_interp.cli import main
 from napari_mlmi_interp.io import load, save
-
-pytest.importorskip("dask.distributed")
-torch = pytest.importorskip("torch")
 
 METHODS = ["gradcam", "saliency"]
 
@@ -108,7 +108,8 @@ def test_batch_on_two_workers_equals_single_process_runs(cohort, tmp_path):
     assert [r["methods"] for r in again.records if r["status"] == "ok"] == [r["methods"] for r in ok]
 
 
-def test_batch_command_reports_progress_and_failures(cohort, tmp_path, capsys):
+def test_batch_command_reports_progress_and_failures(cohort, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # a bar on a terminal only
     manifest = tmp_path / "cohort.csv"
     manifest.write_text(
         "scan,roi,label\n"
@@ -120,7 +121,7 @@ def test_batch_command_reports_progress_and_failures(cohort, tmp_path, capsys):
     code = main(args)
     captured = capsys.readouterr()
     assert code == 1  # one case failed
-    assert "2/2 cases, 1 failed" in captured.err and "[" in captured.err
+    assert "2/2 [" in captured.err and "1 failed" in captured.err
     assert (
         "1 of 2 cases done" in captured.out and "failed:" in captured.out and "broken.nii.gz" in captured.out
     )

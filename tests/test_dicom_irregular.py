@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from napari_mlmi_interp.io import LoadError, LoadWarning, load
+from napari_mlmi_interp.io import LoadError, LoadWarning, load, load_warnings, output_stem
 
 from .dicom_factory import axial_positions, write_enhanced, write_series
 
@@ -204,3 +204,60 @@ def test_truncated_header(tmp_path):
 def test_missing_path():
     with pytest.raises(LoadError, match="no such file or folder"):
         load("/nonexistent/scan.nii.gz")
+
+
+# -- warnings once per series, names from series facts -------------------------------------------
+
+
+def test_folder_note_comes_once_and_series_notes_name_their_series(tmp_path):
+    write_series(tmp_path / "a", axial_positions(3), description="T1", series_number=1)
+    write_series(tmp_path / "b", axial_positions(4), description="T2", series_number=2)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "b" / "report.pdf").write_bytes(b"%PDF-1.4")
+    with pytest.warns(LoadWarning, match="2 non-DICOM files skipped"):
+        vols = load(tmp_path)
+    assert [v.warnings for v in vols] == [["2 non-DICOM files skipped"], []]
+    assert load_warnings(vols) == ["2 non-DICOM files skipped"]
+    assert [output_stem(v) for v in vols] == ["1_T1", "2_T2"]
+
+
+def test_repeats_share_one_warning_that_names_the_series(tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.81"
+    for k in range(4):
+        write_series(
+            tmp_path, axial_positions(3), series_uid=uid, acquisition=k + 1, prefix=f"t{k}",
+            description="T1 MPRAGE", series_number=4,
+        )  # fmt: skip
+    vols = load(tmp_path)
+    assert len(vols) == 4
+    note = "series 4 'T1 MPRAGE': 4 slices at every position: split into 4 volumes"
+    assert all(len(v.warnings) == 1 and v.warnings[0].startswith(note) for v in vols)
+    assert len(load_warnings(vols)) == 1
+    assert [output_stem(v) for v in vols] == [f"4_T1_MPRAGE_repeat_{k}_of_4" for k in range(1, 5)]
+
+
+def test_orientation_split_says_so_once(tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.82"
+    kw = {"series_uid": uid, "series_number": 5, "description": "loc"}
+    write_series(tmp_path, axial_positions(3), prefix="ax", **kw)
+    coronal = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+    write_series(tmp_path, [(0, y, 0) for y in (0.0, 3.0)], prefix="co", orientation=coronal, **kw)
+    vols = load(tmp_path)
+    assert load_warnings(vols) == [
+        "series 5 'loc': holds 2 slice orientations: split into 2 volumes, one per orientation"
+    ]
+    assert [output_stem(v) for v in vols] == ["5_loc_orientation_1", "5_loc_orientation_2"]
+
+
+def test_tilt_warning_names_the_series_and_a_file_volume_is_named_by_pseudonym(tmp_path):
+    from napari_mlmi_interp.io import save
+
+    step = 2.5
+    pos = axial_positions(4, spacing=step, shift=(0.0, step * np.tan(np.radians(14.0))))
+    write_series(tmp_path / "ct", pos, modality="CT", description="", series_number=9)
+    (v,) = load(tmp_path / "ct")
+    (w,) = load_warnings([v])
+    assert w.startswith("series 9: gantry tilt of 14.00 degrees corrected by resampling")
+    assert output_stem(v) == "series_9"  # no description to add
+    (f,) = load(save(v, tmp_path / "DOE_JANE_19700101.nii.gz"))
+    assert f.name == "DOE_JANE_19700101" and output_stem(f) == f.case_id and f.case_id.startswith("case-")

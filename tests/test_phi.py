@@ -10,12 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401 - a hard dependency: a broken install fails, not skips
 
 from napari_mlmi_interp.cli import main
 
 from .dicom_factory import PHI, axial_positions, write_series
-
-pytest.importorskip("torch")
 
 #: whole values: searched in every byte (binary files too)
 NEEDLES = [
@@ -99,3 +98,80 @@ def test_no_name_id_or_birth_date_in_outputs_caches_reports_or_logs(tmp_path, ca
     (volume,) = load(source)
     assert _leaks(json.dumps(volume.describe(), default=str).encode()) == []
     assert _leaks(json.dumps(volume.metadata, default=str).encode()) == []
+
+
+#: a patient's name and birth date in a folder and a file name
+NAME_PARTS = [b"doe^jane", b"doe_jane", b"jane", b"19700101"]
+
+
+def _name_leaks(blob: bytes) -> list[str]:
+    low = BASE64.sub(b"", blob).lower() if b"\x00" not in blob[:4096] else blob.lower()
+    return [n.decode() for n in NAME_PARTS if n in low]
+
+
+def _name_tree(root: Path) -> dict[str, list[str]]:
+    found = {}
+    for path in root.rglob("*"):
+        leaks = _name_leaks(str(path.relative_to(root)).encode())
+        if path.is_file():
+            data = path.read_bytes()
+            leaks += _name_leaks(data)
+            if path.name.endswith(".gz"):
+                leaks += _name_leaks(gzip.decompress(data))
+        if leaks:
+            found[str(path.relative_to(root))] = sorted(set(leaks))
+    return found
+
+
+@pytest.mark.slow
+def test_no_name_from_file_or_folder_names_in_outputs_caches_sidecars_or_reports(tmp_path, capsys):
+    import pandas as pd
+
+    from napari_mlmi_interp.io import save
+    from napari_mlmi_interp.sample import make_sample
+
+    folder = tmp_path / "DOE^JANE"
+    sample = make_sample()
+    scan = save(sample.scan, folder / "DOE_JANE_19700101.nii.gz")
+    mask = save(sample.mask, folder / "DOE_JANE_19700101_mask.nii.gz")
+    dicom = folder / "DOE_JANE_19700101_CT"
+    write_series(dicom, axial_positions(16, spacing=3.0), rows=24, cols=24, description="t1 axial")
+    out = tmp_path / "out"
+    printed = []
+
+    def run(*args: str) -> None:
+        assert main(list(args)) == 0
+        captured = capsys.readouterr()
+        printed.append(captured.out)
+
+    explain = ["--model", "lesion-classifier", "--method", "saliency", "--json"]
+    explain += ["--cache", str(out / "cache")]
+    run("explain", str(scan), *explain, "--out", str(out / "explain"))
+    run("explain", str(scan), *explain, "--out", str(out / "explain_again"))  # a cache hit
+    run("explain", str(dicom), *explain, "--out", str(out / "explain_dicom"))
+    the_map = json.loads(printed[0])["map"]
+    run("evaluate", the_map, "--roi", str(mask), "--scan", str(scan), "--json")
+    run("convert", str(dicom), str(out / "converted"))
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f"scan,roi\n{scan},{mask}\n{dicom},\n")
+    batch = ["batch", str(manifest), "--model", "lesion-classifier", "--method", "saliency", "--workers", "0"]
+    run(*batch, "--out", str(out / "batch"), "--dicom")
+    run(*batch, "--out", str(out / "batch_anonymised"), "--anonymise")
+    run("report", str(out / "batch"), "--out", str(out / "report.html"))
+    run("report", str(out / "batch_anonymised"), "--out", str(out / "report_anonymised.html"))
+    assert any((out / "batch").rglob("parametric_map.dcm")) and any((out / "cache").rglob("meta.json"))
+
+    # the summary's input column is the one place a path stays; --anonymise drops it
+    leaks = _name_tree(out)
+    assert set(leaks) == {"batch/summary.csv", "batch/summary.parquet"}, leaks
+    summary = pd.read_csv(out / "batch" / "summary.csv")
+    assert set(summary["input"]) == {str(scan), str(dicom)}
+    anonymised = pd.read_csv(out / "batch_anonymised" / "summary.csv")
+    assert "input" not in anonymised.columns and len(anonymised) == 2
+    assert list(anonymised["case"]) == list(summary["case"])
+    # the explain outputs are named by pseudonym (NIfTI) and by series (DICOM)
+    names = sorted(p.name for p in (out / "explain").iterdir())
+    assert all(n.startswith("case-") for n in names) and len(names) == 2
+    assert sorted(p.name for p in (out / "converted").iterdir()) == ["1_t1_axial.nii.gz"]
+    for text in printed[:4]:  # explain and evaluate print output paths and figures only
+        assert _name_leaks(text.encode()) == []

@@ -9,6 +9,11 @@ it exists, so a rerun skips finished cases and an interrupted one leaves no half
 behind. A case that fails records its error (``error.json``) and the others go on; a rerun
 tries it again.
 
+No input path or file name (which may hold a patient's name) is written into a case's files:
+cases are named by a keyed hash of their input, records carry the case's pseudonym, and
+error messages say ``<input>`` where the path was. The summary's ``input`` column is the one
+place the paths stay (the user's own index of the cases); ``anonymise`` drops it too.
+
 Workers are processes with one thread each (``threads_per_worker=1`` and one torch / ITK
 thread): N workers use N cores. ``workers=0`` runs in this process (for debugging).
 """
@@ -25,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..framework.evidence import LOCALIZATION_FIGURES
+from ..framework.settings import DEFAULT_TOLERANCE_MM, DEFAULT_TOPK_PERCENT
 from .manifest import Case, read_cases
 
-__all__ = ["BatchResult", "run_batch", "run_case"]
+__all__ = ["BatchResult", "case_inputs", "run_batch", "run_case"]
 
 SUMMARY_FIGURES = (*LOCALIZATION_FIGURES, "components_90", "gini", "entropy", "region_volume_ml")
 
@@ -59,6 +65,18 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _for_disk(data: dict[str, Any], case: Case) -> dict[str, Any]:
+    """``data`` as written into the case's folder: no ``input``, the case's paths replaced.
+
+    A path (or a longer path under it, in an error message) becomes ``<input>`` or ``<roi>``.
+    """
+    text = json.dumps({k: v for k, v in data.items() if k != "input"}, default=str)
+    for path, placeholder in ((case.scan, "<input>"), (case.roi, "<roi>")):
+        if path is not None:
+            text = text.replace(json.dumps(str(path))[1:-1], placeholder)
+    return json.loads(text)
+
+
 def case_dir(out: str | os.PathLike[str], case: Case) -> Path:
     return Path(out) / "cases" / case.key
 
@@ -71,7 +89,8 @@ def run_case(
     out: str,
     target: str | int | None = None,
     params: dict[str, dict[str, Any]] | None = None,
-    percent: float = 5.0,
+    percent: float = DEFAULT_TOPK_PERCENT,
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
     threads: int | None = None,
     dicom: bool = False,
     keep_identity: bool = False,
@@ -86,24 +105,28 @@ def run_case(
     from ..explain import explain
     from ..framework import map_evidence
     from ..framework.files import on_grid_of
-    from ..io import load, save
+    from ..io import binary_mask, load, load_warnings, save
 
     _set_threads(threads)
     folder = case_dir(out, case)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    # "input" stays in memory (the caller's own index); _for_disk keeps it out of the files
     record: dict[str, Any] = {"case": case.key, "input": case.input, "label": case.label, "methods": {}}
     try:
         volumes = load(case.scan)
         volume = volumes[0]
         record["case_id"] = volume.case_id
+        record["warnings"] = load_warnings(volumes)
         record["notes"] = (
             [f"{len(volumes)} volumes found; the first was explained"] if len(volumes) > 1 else []
         )
         roi = None
         if case.roi is not None:
             notes: list[str] = []
-            roi = on_grid_of(load(case.roi)[0], volume, labels=True, what="ROI", notes=notes) > 0
+            (given,) = load(case.roi)[:1]
+            given = given.with_array(binary_mask(given, what="ROI", path=case.roi).astype("uint8"))
+            roi = on_grid_of(given, volume, labels=True, what="ROI", notes=notes) > 0
             record["notes"] += notes
         loaded = _model(model)
         model_input = None
@@ -122,7 +145,9 @@ def run_case(
             tmp = folder / f".{method}.{os.getpid()}.nii.gz"
             save(result.native, tmp)
             os.replace(tmp, map_path)
-            evidence = map_evidence(result.native, roi=roi, scan=volume, percent=percent)
+            evidence = map_evidence(
+                result.native, roi=roi, scan=volume, percent=percent, tolerance_mm=tolerance_mm
+            )
             sidecar = {
                 "tool": {"name": "napari-mlmi-interp", "version": __version__},
                 **result.summary(),
@@ -152,7 +177,7 @@ def run_case(
                 else:
                     sidecar["dicom"] = {k: v for k, v in exported.items() if k != "derived_series"}
                     sidecar["dicom"]["derived_series"] = str(folder / "dicom" / method / "derived")
-            _write_json(folder / f"{method}.json", sidecar)
+            _write_json(folder / f"{method}.json", _for_disk(sidecar, case))
             record["methods"][method] = {
                 "map": str(map_path),
                 "prediction": result.prediction.to_dict(),
@@ -163,7 +188,7 @@ def run_case(
             }
         record.update(status="ok", seconds=round(time.perf_counter() - started, 3), worker_pid=os.getpid())
         (folder / "error.json").unlink(missing_ok=True)
-        _write_json(folder / "case.json", record)
+        _write_json(folder / "case.json", _for_disk(record, case))
     except Exception as exc:  # one case's failure is recorded; the batch goes on
         record.update(
             status="error",
@@ -171,7 +196,7 @@ def run_case(
             traceback=traceback.format_exc(limit=6),
             seconds=round(time.perf_counter() - started, 3),
         )
-        _write_json(folder / "error.json", record)
+        _write_json(folder / "error.json", _for_disk(record, case))
     return record
 
 
@@ -183,7 +208,10 @@ def _done(out: Path, case: Case) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return record if record.get("status") == "ok" else None
+    if record.get("status") != "ok":
+        return None
+    record["input"] = case.input  # in memory only, as for a case run now
+    return record
 
 
 @dataclass
@@ -213,10 +241,12 @@ def run_batch(
     scheduler: str | None = None,
     target: str | int | None = None,
     params: dict[str, dict[str, Any]] | None = None,
-    percent: float = 5.0,
+    percent: float = DEFAULT_TOPK_PERCENT,
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
     threads: int | None = None,
     dicom: bool = False,
     keep_identity: bool = False,
+    anonymise: bool = False,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> BatchResult:
     """Explain every case of ``source`` with ``model`` and each of ``methods``.
@@ -234,6 +264,10 @@ def run_batch(
     dicom : bool
         Also write each map of a DICOM case into its source study (see :func:`run_case`),
         with the patient pseudonymised unless ``keep_identity``.
+    anonymise : bool
+        Leave the ``input`` column (the scans' paths) out of the summary as well: then no
+        file the batch writes holds a path or a file name of its inputs. The report then
+        draws the maps without the scan beneath them.
     threads : int, optional
         Torch and ITK threads per local worker (default: the machine's cores shared out
         among the workers).
@@ -271,6 +305,7 @@ def run_batch(
         "target": target,
         "params": params or {},
         "percent": percent,
+        "tolerance_mm": tolerance_mm,
         "dicom": dicom,
         "keep_identity": keep_identity,
     }
@@ -282,6 +317,7 @@ def run_batch(
             "target": target,
             "params": params or {},
             "percent": percent,
+            "tolerance_mm": tolerance_mm,
             "cases": total,
             "order": [c.key for c in cases],
         },
@@ -324,23 +360,30 @@ def run_batch(
                 progress(finished, total, record)
     ordered = [records[c.key] for c in cases]
     result = BatchResult(ordered, skipped, seconds=time.perf_counter() - started, workers=n_workers)
-    result.summary_csv, result.summary_parquet = write_summary(ordered, methods, out_dir)
+    result.summary_csv, result.summary_parquet = write_summary(ordered, methods, out_dir, anonymise=anonymise)
     return result
 
 
-def summary_rows(records: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]]:
-    """One row per case and method (one row with the error for a failed case)."""
+def summary_rows(
+    records: list[dict[str, Any]], methods: list[str], *, anonymise: bool = False
+) -> list[dict[str, Any]]:
+    """One row per case and method (one row with the error for a failed case).
+
+    The ``input`` column (each scan's path, the user's own index of the cases) is the one
+    place a batch writes paths; with ``anonymise`` it is left out, and a failed case's error
+    says ``<input>`` where its path was.
+    """
     rows = []
     for r in records:
-        base = {
-            "case": r["case"],
-            "case_id": r.get("case_id", ""),
-            "input": r["input"],
-            "label": r.get("label"),
-            "status": r.get("status"),
-        }
+        base = {"case": r["case"], "case_id": r.get("case_id", "")}
+        if not anonymise:
+            base["input"] = r.get("input", "")
+        base.update(label=r.get("label"), status=r.get("status"))
         if r.get("status") != "ok":
-            rows.append({**base, "error": r.get("error", "")})
+            error = r.get("error", "")
+            if anonymise and r.get("input"):
+                error = error.replace(str(r["input"]), "<input>")
+            rows.append({**base, "error": error})
             continue
         for method in methods:
             m = r["methods"].get(method)
@@ -368,11 +411,13 @@ def summary_rows(records: list[dict[str, Any]], methods: list[str]) -> list[dict
     return rows
 
 
-def write_summary(records: list[dict[str, Any]], methods: list[str], out: Path) -> tuple[Path, Path | None]:
+def write_summary(
+    records: list[dict[str, Any]], methods: list[str], out: Path, *, anonymise: bool = False
+) -> tuple[Path, Path | None]:
     """``summary.csv`` (and ``summary.parquet`` when pyarrow is installed)."""
     import pandas as pd
 
-    frame = pd.DataFrame(summary_rows(records, methods))
+    frame = pd.DataFrame(summary_rows(records, methods, anonymise=anonymise))
     csv_path = out / "summary.csv"
     frame.to_csv(csv_path, index=False)
     try:
@@ -381,3 +426,17 @@ def write_summary(records: list[dict[str, Any]], methods: list[str], out: Path) 
     except ImportError:
         parquet = None
     return csv_path, parquet
+
+
+def case_inputs(result_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """``{case key: input path}`` from a batch's summary (empty for an anonymised batch).
+
+    The case files hold no paths; the summary's ``input`` column is where they are kept.
+    """
+    import csv
+
+    path = Path(result_dir) / "summary.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {row["case"]: row["input"] for row in csv.DictReader(fh) if row.get("input")}

@@ -16,6 +16,8 @@ from pathlib import Path
 from .dicom import find_dicom_files, is_dicom_file, read_dicom
 from .errors import LoadError, LoadWarning
 from .formats import IMAGE_SUFFIXES, image_suffix, read_image, save
+from .mask import binary_mask
+from .naming import load_warnings, output_stem, safe_name
 from .pseudonym import pseudonymize
 from .volume import Geometry, Volume
 
@@ -25,11 +27,15 @@ __all__ = [
     "LoadError",
     "LoadWarning",
     "Volume",
+    "binary_mask",
     "can_load",
     "load",
+    "load_warnings",
+    "output_stem",
     "pseudonymize",
     "read_dicom",
     "read_image",
+    "safe_name",
     "save",
 ]
 

@@ -33,7 +33,7 @@ from .formats import check_memory
 from .pseudonym import pseudonymize
 from .volume import Geometry, Volume
 
-__all__ = ["find_dicom_files", "is_dicom_file", "read_dicom"]
+__all__ = ["find_dicom_files", "is_dicom_file", "read_dicom", "series_tag"]
 
 # Orientation cosines closer than this (max abs difference) belong to one stack (~0.06 deg).
 _ORIENT_TOL = 1e-3
@@ -375,6 +375,15 @@ def _stack_labels(stacks: dict[tuple, list[_Frame]]) -> dict[tuple, str]:
     return labels
 
 
+def series_tag(series: dict[str, Any]) -> str:
+    """How a warning names its series: ``series 4 'T1 MPRAGE'`` (number and description)."""
+    number = series.get("SeriesNumber")
+    desc = str(series.get("SeriesDescription") or series.get("ProtocolName") or "").strip()
+    if number is None:
+        return f"series '{desc}'" if desc else "a series without number or description"
+    return f"series {number} '{desc}'" if desc else f"series {number}"
+
+
 def _decode(frames: list[_Frame]) -> np.ndarray:
     """Pixel values of ``frames`` as a (n, rows, cols) array with the rescale applied."""
     import pydicom
@@ -542,7 +551,9 @@ def _untilt(array: np.ndarray, geometry: Geometry, sheared: np.ndarray) -> tuple
     return sitk.GetArrayFromImage(out), out_geom
 
 
-def _volume_from_stack(frames: list[_Frame], label: str, path: Path, notes: list[str]) -> Volume:
+def _volume_from_stack(
+    frames: list[_Frame], label: str, path: Path, notes: list[str], *, tag: str = ""
+) -> Volume:
     fr0 = frames[0]
     series = fr0.series
     if series["SamplesPerPixel"] != 1:
@@ -585,7 +596,8 @@ def _volume_from_stack(frames: list[_Frame], label: str, path: Path, notes: list
         window=windows[len(windows) // 2] if windows else None,
         units="HU" if modality == "CT" else "",
         source=str(path),
-        warnings=notes,
+        # each note names its series, so the same words from two series stay two warnings
+        warnings=[f"{tag}: {n}" if tag else n for n in notes],
         metadata=meta,
         references={
             "StudyInstanceUID": series["StudyInstanceUID"],
@@ -615,7 +627,15 @@ def read_dicom(path: str | os.PathLike[str]) -> list[Volume]:
     LoadError
         When no volume can be formed; the message lists each stack's problem.
         Stacks that fail while others succeed are reported as :class:`LoadWarning`
-        and in every returned volume's ``warnings``.
+        and, with the count of skipped non-DICOM files, once per folder in the first
+        volume's ``warnings``.
+
+    Notes
+    -----
+    A note about one series (a gantry tilt resampled, repeats split, orientations split)
+    is in the ``warnings`` of each volume it concerns and starts with the series' tag
+    (``series 4 'T1 MPRAGE': ...``); :func:`~napari_mlmi_interp.io.load_warnings` lists
+    every warning of a load once.
     """
     path = Path(path)
     if path.is_file():
@@ -644,8 +664,16 @@ def read_dicom(path: str | os.PathLike[str]) -> list[Volume]:
     def series_order(item: tuple[tuple, list[_Frame]]) -> tuple:
         return (_float(item[1][0].series.get("SeriesNumber"), 0), labels[item[0]])
 
+    # how many orientation stacks each series was split into (key[10] is the orientation index)
+    orientations: dict[str, set[int]] = defaultdict(set)
+    for key in stacks:
+        orientations[key[0]].add(key[10])
+
     for key, members in sorted(stacks.items(), key=series_order):
         label = labels[key]
+        tag = series_tag(members[0].series)
+        who = tag if f"'{label}'" in tag else f"{tag} ('{label}')"
+        split = len(orientations[key[0]])
         try:
             if members[0].row_cos is not None and all(fr.position is not None for fr in members):
                 normal = np.cross(members[0].row_cos, members[0].col_cos)
@@ -655,28 +683,30 @@ def read_dicom(path: str | os.PathLike[str]) -> list[Volume]:
                 parts = [members]
             for k, part in enumerate(parts):
                 name = label if len(parts) == 1 else f"{label} (repeat {k + 1} of {len(parts)})"
-                notes = (
-                    []
-                    if len(parts) == 1
-                    else [
+                notes = []
+                if split > 1:
+                    notes.append(
+                        f"holds {split} slice orientations: split into {split} volumes, one per orientation"
+                    )
+                if len(parts) > 1:
+                    notes.append(
                         f"{len(parts)} slices at every position: split into {len(parts)} volumes by "
                         "temporal position / acquisition number / time"
-                    ]
-                )
-                volumes.append(_volume_from_stack(part, name, path, notes))
+                    )
+                volumes.append(_volume_from_stack(part, name, path, notes, tag=tag))
         except LoadError as exc:
             where = f"{Path(exc.path).name}: " if exc.path and exc.path != str(path) else ""
-            failures.append(f"'{label}': {where}{exc.reason}")
+            failures.append(f"{who}: {where}{exc.reason}")
         except (ValueError, ArithmeticError) as exc:  # geometry no grid can hold (found by fuzzing)
-            failures.append(f"'{label}': unusable geometry ({exc})")
+            failures.append(f"{who}: unusable geometry ({exc})")
     if not volumes:
         if not failures and problems:
             more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
             raise LoadError(f"no DICOM images could be read ({'; '.join(problems[:3])}{more})", path)
         raise LoadError("; ".join(failures) if failures else "no image frames found", path)
-    skipped = [f"series {f} - skipped" for f in failures] + problems
+    skipped = [f"{f} - skipped" for f in failures] + problems
     for msg in skipped:
         warnings.warn(f"{path}: {msg}", LoadWarning, stacklevel=2)
-    for vol in volumes:
-        vol.warnings.extend(skipped)
+    # notes on the folder, not on one series: said once, with the first volume
+    volumes[0].warnings.extend(skipped)
     return volumes
