@@ -569,7 +569,11 @@ def main(argv: list[str] | None = None) -> int:
         results = run(cfg)
     checks = targets(results, cfg)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(results, cfg, checks))
+    text = report(results, cfg, checks)
+    kept = args.out.read_text() if args.out.exists() else ""
+    if "<!-- benchmarks/gui.py: begin" in kept:  # that section is benchmarks/gui.py's: keep it
+        text = text.rstrip("\n") + "\n\n" + kept[kept.index("<!-- benchmarks/gui.py: begin") :]
+    args.out.write_text(text)
     args.out.with_suffix(".json").write_text(
         json.dumps({"config": cfg, **results, "targets": checks}, indent=2, default=str) + "\n"
     )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch  # noqa: F401 - a hard dependency: a broken install fails, not skips
 
-torch = pytest.importorskip("torch")
-
-from napari_mlmi_interp.explain import explain  # noqa: E402
-from napari_mlmi_interp.models import builtin_models, load_model  # noqa: E402
-from napari_mlmi_interp.synthetic import (  # noqa: E402
+from napari_mlmi_interp.explain import explain
+from napari_mlmi_interp.models import builtin_models, load_model
+from napari_mlmi_interp.synthetic import (
     MARKER_BOX_LPS,
     SHORTCUT_CASE_SEED,
     make_shortcut_case,

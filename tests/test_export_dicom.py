@@ -3,12 +3,11 @@ SimpleITK and our reader (the real Siemens PD/T2 series)."""
 
 from __future__ import annotations
 
+import highdicom  # noqa: F401 - a hard dependency: a broken install fails, not skips
 import numpy as np
 import pytest
 
 from napari_mlmi_interp.io import load
-
-pytest.importorskip("highdicom")
 
 
 @pytest.fixture(scope="module")

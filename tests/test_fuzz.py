@@ -10,15 +10,14 @@ import sys
 import warnings
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - a hard dependency of the tests: a missing one fails, not skips
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from napari_mlmi_interp.io import LoadError, load, save  # noqa: E402
-from napari_mlmi_interp.io.volume import Geometry, Volume  # noqa: E402
+from napari_mlmi_interp.io import LoadError, load, save
+from napari_mlmi_interp.io.volume import Geometry, Volume
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = settings(

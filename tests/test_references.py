@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("torch")
+import torch  # noqa: F401 - a hard dependency: a broken install fails, not skips
 
 from napari_mlmi_interp.explain import ReferenceLibrary
 from napari_mlmi_interp.explain.references import index_path
