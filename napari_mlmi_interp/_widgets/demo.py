@@ -58,9 +58,8 @@ def build_demo(viewer, study_path: str | Path | None = None) -> dict[str, Any]:
     sidebar_dock.raise_()  # the sidebar's tab in front
 
     classifier = resolve_model("lesion-classifier")
-    # the top 1 % (about 9,000 voxels, 70 mL) outlines the strongest evidence; the panel's
-    # default, 5 %, is a larger region
-    explain_widget.percent.setValue(1.0)
+    # the contour, the sidebar and `evaluate` all use the shared top-k % (framework.settings):
+    # the top 1 % (about 9,000 voxels, 70 mL) outlines the strongest evidence
     summary: dict[str, Any] = {"lesion_centre_lps_mm": list(LESION_CENTRE_LPS), "explanations": []}
     model_input = None
     layers = {}
@@ -82,8 +81,9 @@ def build_demo(viewer, study_path: str | Path | None = None) -> dict[str, Any]:
         layer.visible = False  # Grad-CAM on top; IG one click away (or use Compare)
 
     protonet = resolve_model("lesion-protonet")
-    report = prototype_report(sample.scan, protonet, target="lesion", top=5)
-    proto_widget.set_report(report, scan_layer.name)
+    # the predicted class's prototypes (the panel's class box lists the other class's)
+    report = prototype_report(sample.scan, protonet, top=5)
+    proto_widget.set_report(report, scan_layer.name, model=protonet)
     summary["prototypes"] = {
         "model": protonet.spec.name,
         "prediction": report.prediction.to_dict(),
@@ -159,23 +159,25 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     surface = demo["layers"]["gradcam"].get("surface")
     heat = demo["layers"]["gradcam"]["heatmap"]
     contour = demo["layers"]["gradcam"]["contour"]
-    viewer.dims.ndisplay = 3
+    viewer.dims.ndisplay = 3  # dims order becomes the identity (overlays.keep_surfaces_in_place)
     if surface is not None:
         surface.visible = True
+        # drawn over the semi-transparent brain, not hidden in it by the volume's depth
+        surface.blending, surface.opacity = "translucent_no_depth", 0.9
     heat.visible = contour.visible = False
     scan = demo["scan_layer"]
     scan.rendering = "attenuated_mip"
     scan.attenuation = 0.08
     scan.opacity = 0.35
-    camera = viewer_camera(viewer)
-    camera.angles = (-15.0, 35.0, 80.0)
-    viewer.reset_view()
-    camera.zoom *= 1.25
+    viewer.reset_view()  # resets the camera's angles too: set them after
+    viewer_camera(viewer).angles = (-20.0, -25.0, 175.0)
     QApplication.processEvents()
     three_d = shot.with_name(shot.stem + "_3d" + shot.suffix)
     viewer.screenshot(str(three_d), canvas_only=True, flash=False)
     paths["3d"] = str(three_d)
     viewer.dims.ndisplay = 2
+    if surface is not None:
+        surface.blending, surface.opacity = "translucent", 0.7
     scan.rendering, scan.opacity = "mip", 1.0
     heat.visible = contour.visible = True
     if surface is not None:
@@ -184,7 +186,7 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
 
     panel = shot.with_name(shot.stem + "_prototypes" + shot.suffix)
     widget = demo["prototype_widget"]
-    widget.resize(460, 640)
+    widget.resize(640, 760)  # five rows of 96-pixel thumbnails and their text
     widget.grab().save(str(panel))
     paths["prototypes"] = str(panel)
 
