@@ -151,3 +151,32 @@ def test_normalisations(norm, check):
     a = np.random.default_rng(0).normal(100, 30, size=(6, 6, 6)).astype(np.float32)
     a[0] = 0
     assert check(normalize(a, norm))
+
+
+def test_a_prepared_input_is_reused_only_for_the_same_voxels_and_grid():
+    """``Volume.with_array`` shares the geometry object: the old identity check reused a stale
+    input for other data (and explained the wrong scan)."""
+    from napari_mlmi_interp.explain import explain
+    from napari_mlmi_interp.models import predict, resolve_model
+    from napari_mlmi_interp.sample import make_sample
+
+    scan = make_sample().scan
+    model = resolve_model("lesion-classifier")
+    first = predict(scan, model)
+    mi = first.model_input
+    spec = (model.spec.input, model.spec.normalization)
+    assert mi.made_from(scan, spec)
+    assert mi.made_from(scan.with_array(scan.array.copy()), spec)  # same voxels: reused
+    flat = scan.with_array(np.zeros_like(scan.array))
+    assert flat.geometry is scan.geometry and not mi.made_from(flat, spec)
+    shifted = scan.with_array(scan.array)
+    shifted.geometry = Geometry(
+        scan.geometry.shape, scan.geometry.spacing, np.add(scan.geometry.origin, 1.0), scan.geometry.direction
+    )
+    assert not mi.made_from(shifted, spec)
+    # through the public calls: the flat scan is prepared anew, not explained as the brain
+    again = predict(flat, model, model_input=mi)
+    assert again.model_input is not mi and not np.array_equal(again.model_input.array, mi.array)
+    direct = explain(flat, model, "gradcam", target="lesion")
+    reused = explain(flat, model, "gradcam", target="lesion", model_input=mi)
+    np.testing.assert_array_equal(reused.native.array, direct.native.array)

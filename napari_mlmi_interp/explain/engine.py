@@ -257,11 +257,7 @@ def explain(
         raise ValueError(f"roi_reduce must be 'sum' or 'mean', got {roi_reduce!r}")
     t0 = time.perf_counter()
     pre = preprocessor_for(model)
-    reusable = (
-        model_input is not None
-        and model_input.native is volume.geometry
-        and model_input.spec == (spec.input, spec.normalization)
-    )
+    reusable = model_input is not None and model_input.made_from(volume, (spec.input, spec.normalization))
     mi = model_input if reusable else pre.forward(volume)
     t_pre = time.perf_counter()
     key = None

@@ -235,7 +235,8 @@ def prototype_report(
             "the module similarity_maps() and last_layer)"
         )
     pre = preprocessor_for(model)
-    reusable = model_input is not None and model_input.native is volume.geometry
+    spec = (model.spec.input, model.spec.normalization)
+    reusable = model_input is not None and model_input.made_from(volume, spec)
     mi = model_input if reusable else pre.forward(volume)
     prediction = predict(volume, model, model_input=mi)
     classes = model.spec.classes

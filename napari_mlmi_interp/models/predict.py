@@ -124,15 +124,7 @@ def predict(volume: Volume, model: LoadedModel, *, model_input: ModelInput | Non
 
     spec = model.spec
     pre = preprocessor_for(model)
-    if (
-        model_input is None
-        or model_input.native is not volume.geometry
-        or model_input.spec
-        != (
-            spec.input,
-            spec.normalization,
-        )
-    ):
+    if model_input is None or not model_input.made_from(volume, (spec.input, spec.normalization)):
         model_input = pre.forward(volume)
     x = model_input.tensor()
     try:

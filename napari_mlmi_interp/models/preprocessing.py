@@ -31,6 +31,7 @@ __all__ = [
     "reorient_grid",
     "resample_grid",
     "resample_to_grid",
+    "source_digest",
 ]
 
 _LETTER = {
@@ -198,6 +199,8 @@ class ModelInput:
         The model grid in LPS mm, array order (z, y, x).
     native : Geometry
         The scan's own grid.
+    source : str
+        :func:`source_digest` of the volume it was made from (reuse check).
     """
 
     array: np.ndarray
@@ -205,12 +208,36 @@ class ModelInput:
     native: Geometry
     axes: str = "zyx"
     spec: tuple[InputSpec, Normalization] | None = None  # what produced it (reuse check)
+    source: str = ""
+
+    def made_from(self, volume: Volume, spec: tuple[InputSpec, Normalization]) -> bool:
+        """Whether this input is ``volume`` prepared by ``spec``: same voxels, same grid.
+
+        Compared by content (:func:`source_digest`), never by object identity: a volume made
+        with ``Volume.with_array`` shares its geometry object but holds other data.
+        """
+        return bool(self.source) and self.spec == spec and self.source == source_digest(volume)
 
     def tensor(self) -> Any:
         """``(1, C, *spatial)`` torch tensor."""
         import torch
 
         return torch.from_numpy(np.ascontiguousarray(self.array))[None]
+
+
+def source_digest(volume: Volume) -> str:
+    """A digest of a volume's voxels (values, dtype, shape) and of its grid (``index_to_lps``).
+
+    BLAKE2b over the raw bytes: about 10 ms for a 1-million-voxel float32 scan.
+    """
+    import hashlib
+
+    array = np.ascontiguousarray(volume.array)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{array.dtype.str}{array.shape}".encode())
+    h.update(np.ascontiguousarray(volume.geometry.index_to_lps, dtype=np.float64).tobytes())
+    h.update(array.tobytes())
+    return h.hexdigest()
 
 
 class Preprocessor:
@@ -257,6 +284,7 @@ class Preprocessor:
             volume.geometry,
             self.input.axes,
             (self.input, self.normalization),
+            source_digest(volume),
         )
 
     def forward_mask(self, mask: np.ndarray, native: Geometry, grid: Geometry) -> np.ndarray:
