@@ -13,16 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ELEMENTS", "METHODS", "Method", "get_method", "list_methods"]
+from ..vocabulary import ELEMENTS  # re-exported: the registry's public names include it
 
-#: The five elements of interpretability for medical imaging (Wang et al., IEEE Access 2024).
-ELEMENTS = (
-    "localization",
-    "visual_recognizability",
-    "physical_attribution",
-    "model_transparency",
-    "actionability",
-)
+__all__ = ["ELEMENTS", "METHODS", "Method", "get_method", "list_methods"]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import metrics as M
-from ..explain.methods import ELEMENTS
+from ..vocabulary import ELEMENTS
 from .settings import DEFAULT_SETTINGS, FigureSettings
 
 __all__ = [

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..explain.methods import ELEMENTS, Method, list_methods
+from ..explain.methods import Method, list_methods
+from ..vocabulary import ELEMENTS
 
 __all__ = [
     "ELEMENTS",

@@ -28,11 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ..explain.methods import ELEMENTS
+from ..vocabulary import ACTIONS, ELEMENTS
 
 __all__ = ["ACTIONS", "SCHEMA_VERSION", "StoreError", "StudyStore"]
-
-ACTIONS = ("accept", "override", "refer", "flag_shortcut")
 
 #: Migration ``n`` brings a file from version ``n - 1`` to ``n``.
 MIGRATIONS: dict[int, str] = {
