@@ -277,8 +277,8 @@ def keep_surfaces_in_place(viewer: napari.Viewer) -> None:
     napari 0.9 slices a Surface layer without reordering its vertices when every axis is
     displayed (``napari/layers/surface/_slice.py`` returns ``data[0]`` as it is), while image
     and labels layers follow ``dims.order``. With the radiological axial order ``(2, 1, 0)``
-    an isosurface would then sit mirrored across the anatomy in the 3D view. So, while the
-    viewer is in 3D (where the camera, not the order, sets the view) the order is the
+    an isosurface would then sit elsewhere, its axes swapped, in the 3D view. So, while the
+    viewer shows all three axes in 3D (where the camera, not the order, sets the view) the order is the
     identity; the 2D order the reader had is put back on return to 2D. Connected once per
     viewer, by :func:`add_layer_data` when it adds a surface.
     """
@@ -290,9 +290,11 @@ def keep_surfaces_in_place(viewer: napari.Viewer) -> None:
 
     def _guard(event: Any = None) -> None:
         order = tuple(dims.order)
-        if dims.ndisplay == 3 and order != tuple(range(dims.ndim)):
+        # only when every axis is displayed (the case napari gets wrong); a 4D viewer in 3D
+        # slices the surface itself and keeps the user's order
+        if dims.ndisplay == 3 and dims.ndim == 3 and order != (0, 1, 2):
             saved.setdefault("order", order)
-            dims.order = tuple(range(dims.ndim))
+            dims.order = (0, 1, 2)
         elif dims.ndisplay == 2 and "order" in saved:
             previous = saved.pop("order")
             if len(previous) == dims.ndim:
