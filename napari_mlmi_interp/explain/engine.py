@@ -24,7 +24,7 @@ from ..models.loading import LoadedModel
 from ..models.predict import Prediction, classification_prediction, model_failure, predict, preprocessor_for
 from ..models.preprocessing import ModelInput
 from .cache import ResultCache
-from .convergence import convergence_warning, per_sample_normalisation
+from .convergence import convergence_warning, per_sample_normalisation, relative_delta
 from .methods import Method, get_method
 
 __all__ = ["CancelToken", "Cancelled", "Explanation", "explain"]
@@ -415,8 +415,6 @@ def explain(
 
 def _completeness(delta: float | None, endpoints: tuple[float, float]) -> dict[str, float | None]:
     """The target score at the input and the baseline, and the delta as a share of their difference."""
-    from .convergence import relative_delta
-
     fx, fb = endpoints
     rel = relative_delta(delta or 0.0, fx, fb)
     return {
