@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .errors import MlmiError
 from .io import (
     LoadError,
     LoadWarning,
@@ -36,7 +37,7 @@ from .store import StoreError
 __all__ = ["main"]
 
 
-class CliError(Exception):
+class CliError(MlmiError):
     """A user-facing error: printed as one line, exit status 2."""
 
 

@@ -27,6 +27,8 @@ import os
 import weakref
 from typing import Any
 
+from ..errors import MlmiError
+
 __all__ = [
     "BATCH_PARAMS",
     "CPU_MAX_BATCH",
@@ -54,7 +56,7 @@ CPU_MAX_BATCH = 4
 CPU_MAX_BATCH_MB = 1024
 
 
-class MemoryBudgetError(ValueError):
+class MemoryBudgetError(MlmiError, ValueError):
     """Not even one sample of this method fits in the memory budget."""
 
 

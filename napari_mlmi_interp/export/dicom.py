@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MlmiError
 from ..io.volume import Volume
 from ..metrics.regions import DEFAULT_TOPK_PERCENT, topk_mask
 
 __all__ = ["ExportError", "export_dicom", "source_datasets"]
 
 
-class ExportError(ValueError):
+class ExportError(MlmiError, ValueError):
     """The map cannot be written as DICOM (no DICOM source, another grid, ...)."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ..errors import MlmiError
+
 __all__ = ["LoadError", "LoadWarning"]
 
 
-class LoadError(ValueError):
+class LoadError(MlmiError, ValueError):
     """A scan could not be read. The message names the file and the problem, in one sentence.
 
     Parameters

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import MlmiError
+
 __all__ = ["Domain", "InputSpec", "ModelError", "ModelSpec", "Normalization"]
 
 _TASKS = ("classification", "segmentation")
@@ -44,7 +46,7 @@ _NORMS = ("zscore", "percentile", "window", "none")
 _PLANES = ("axial", "coronal", "sagittal")
 
 
-class ModelError(ValueError):
+class ModelError(MlmiError, ValueError):
     """A model or its spec cannot be used. The message says which file and why, in one sentence."""
 
 

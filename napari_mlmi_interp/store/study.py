@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MlmiError
 from ..vocabulary import ACTIONS, ELEMENTS
 
 __all__ = ["ACTIONS", "SCHEMA_VERSION", "StoreError", "StudyStore"]
@@ -106,7 +107,7 @@ MIGRATIONS: dict[int, str] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-class StoreError(Exception):
+class StoreError(MlmiError):
     """The study file cannot be used (not a database, newer schema, bad value)."""
 
 
