@@ -28,6 +28,7 @@ import weakref
 from typing import Any
 
 from ..errors import MlmiError
+from .methods import METHODS, Method, get_method
 
 __all__ = [
     "BATCH_PARAMS",
@@ -41,13 +42,9 @@ __all__ = [
     "rough_sample_bytes",
 ]
 
-#: Parameters that are internal batch sizes, per method; "auto" resolves them under the budget.
-BATCH_PARAMS = {
-    "integrated_gradients": "internal_batch_size",
-    "smoothgrad": "nt_samples_batch_size",
-    "occlusion": "perturbations_per_eval",
-    "feature_ablation": "perturbations_per_eval",
-}
+#: Parameters that are internal batch sizes, per method (each method's ``batch_param``);
+#: "auto" resolves them under the budget.
+BATCH_PARAMS = {m.name: m.batch_param for m in METHODS.values() if m.batch_param}
 
 
 #: Most samples per batch on a CPU; see the module notes.
@@ -198,16 +195,17 @@ def batch_size_for(budget_bytes: float, sample_bytes: int, *, cap: int) -> int:
 
 
 def resolve_batch_params(
-    method: str, params: dict[str, Any], module: Any, x: Any, budget_mb: float | None
+    method: str | Method, params: dict[str, Any], module: Any, x: Any, budget_mb: float | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Replace an ``"auto"`` batch parameter by a size under the budget.
+    """Replace an ``"auto"`` batch parameter (the method's ``batch_param``) by a size under the budget.
 
     Returns
     -------
     (params, info)
         The resolved parameters, and what was measured (for provenance).
     """
-    key = BATCH_PARAMS.get(method)
+    method = get_method(method) if isinstance(method, str) else method
+    key = method.batch_param
     if key is None or params.get(key) != "auto":
         return params, {}
     budget = (budget_mb if budget_mb is not None else default_budget_mb()) * 1024**2
@@ -219,15 +217,12 @@ def resolve_batch_params(
     if sample > limit:
         shape = "x".join(str(int(s)) for s in x.shape[2:])
         raise MemoryBudgetError(
-            f"{method.replace('_', ' ')} on this {shape} input needs about {_mb(sample)} per sample "
+            f"{method.name.replace('_', ' ')} on this {shape} input needs about {_mb(sample)} per sample "
             "(forward and backward), more than the "
             + (f"memory budget of {_mb(budget)}" if budget_mb is not None else f"{_mb(limit)} of free memory")
             + "; raise the budget or use a model grid with fewer voxels"
         )
-    cap = {
-        "integrated_gradients": params.get("n_steps", 1),
-        "smoothgrad": params.get("nt_samples", 1),
-    }.get(method, 64)
+    cap = method.batch_cap(params)
     if not getattr(x, "is_cuda", False):
         cap = min(int(cap), CPU_MAX_BATCH, max(1, int(CPU_MAX_BATCH_MB * 1024**2 // max(1, sample))))
     size = batch_size_for(budget, sample, cap=int(cap))

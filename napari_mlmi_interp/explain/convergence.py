@@ -14,6 +14,10 @@ SmoothGrad (noise-averaged saliency) and GradientSHAP make no such promise for o
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .methods import Method
 
 __all__ = [
     "CONVERGENCE_TOLERANCE",
@@ -68,7 +72,7 @@ def per_sample_normalisation(module) -> str | None:
 
 
 def convergence_warning(
-    method: str,
+    method: str | Method,
     params: dict,
     delta: float | None,
     score_input: float | None,
@@ -81,8 +85,10 @@ def convergence_warning(
 
     Parameters
     ----------
-    method : str
-        ``"integrated_gradients"`` or ``"deeplift"``; other methods give None.
+    method : str or Method
+        A method promising completeness (``completeness``: Integrated Gradients, DeepLIFT);
+        other methods give None. The sentence's advice is the method's own
+        (:meth:`Method.completeness_miss`).
     params : dict
         The run's parameters (``n_steps`` for Integrated Gradients).
     delta : float
@@ -93,7 +99,10 @@ def convergence_warning(
         The model's per-sample normalisation layer (:func:`per_sample_normalisation`), if any:
         then more steps may not help, and the sentence says so.
     """
-    if method not in ("integrated_gradients", "deeplift") or delta is None:
+    from .methods import METHODS
+
+    m = METHODS.get(method) if isinstance(method, str) else method
+    if m is None or not m.completeness or delta is None:
         return None
     if score_input is None or score_baseline is None:
         return None
@@ -109,20 +118,4 @@ def convergence_warning(
     if rel <= tolerance:
         return None
     share = f"{100 * rel:.0f} % of |F(x) - F(baseline)| = {abs(diff):.4g} (tolerance {100 * tolerance:g} %)"
-    if method == "integrated_gradients":
-        n = int(params.get("n_steps", 0))
-        head = (
-            f"Integrated Gradients did not converge: its convergence delta {abs(float(delta)):.4g} is {share}"
-        )
-        more = suggested_steps(n, rel, tolerance)
-        if normalisation:
-            return (
-                f"{head}; the model normalises each input ({normalisation}), so its score changes "
-                f"only right next to a constant baseline and more steps may not help: try n_steps={more} "
-                "once, and if the delta does not fall, prefer GradientSHAP, Saliency or Grad-CAM."
-            )
-        return f"{head}; raise n_steps from {n} to {more}."
-    return (
-        f"DeepLIFT's map misses completeness: its convergence delta {abs(float(delta)):.4g} is {share}; "
-        "the model has operations its rules do not cover, so compare with Integrated Gradients."
-    )
+    return m.completeness_miss(params, delta, share, rel, tolerance=tolerance, normalisation=normalisation)

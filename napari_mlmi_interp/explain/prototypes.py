@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.volume import Volume
 from ..models.loading import LoadedModel
 from ..models.predict import Prediction, predict, preprocessor_for
 from ..models.preprocessing import ModelInput
-from .engine import _class_index
+from .targets import class_index
 
 __all__ = [
     "THUMBNAIL_SIZE",
@@ -185,16 +186,16 @@ def prototype_thumbnail(
     """
     patches = np.asarray(patches, dtype=np.float32)
     if patches.ndim != 3 or patches.shape[0] != 3:
-        raise ValueError(f"patches must have shape (3, h, w), got {patches.shape}")
+        raise InputError(f"patches must have shape (3, h, w), got {patches.shape}")
     if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
+        raise InputError(f"size must be at least 8 pixels, got {size}")
     if regions is None:
         regions = np.zeros(patches.shape, bool)
         h, w = patches.shape[1:]
         regions[:, h // 2 - 1 : h // 2 + 1, w // 2 - 1 : w // 2 + 1] = True
     regions = np.asarray(regions, dtype=bool)
     if regions.shape != patches.shape:
-        raise ValueError(f"regions must have the patches' shape {patches.shape}, got {regions.shape}")
+        raise InputError(f"regions must have the patches' shape {patches.shape}, got {regions.shape}")
     views = [patches[0], patches[1][::-1], patches[2][::-1]]  # superior up
     masks = [regions[0], regions[1][::-1], regions[2][::-1]]
     lo, hi = np.percentile(np.concatenate([v.ravel() for v in views]), [1, 99])
@@ -206,6 +207,23 @@ def prototype_thumbnail(
         x0 = k * (size + gap)
         out[:, x0 : x0 + size] = tile
     return out
+
+
+def _similarity_volume(
+    volume: Volume, pre: Any, mi: ModelInput, model_map: np.ndarray, j: int
+) -> tuple[Volume, np.ndarray]:
+    """Prototype ``j``'s similarity map (model grid, model axes) on the scan's grid, and its LPS mm peak."""
+    native = pre.inverse(model_map.astype(np.float32), mi)
+    out = volume.with_array(native.astype(np.float32), name=f"{volume.name} · prototype {j} similarity")
+    out.units = "similarity"
+    return out, out.geometry.to_lps(np.unravel_index(int(np.argmax(native)), native.shape))
+
+
+def _own_class(j: int, identity: Any, classes: list[str], info: dict[str, Any]) -> str:
+    """The class prototype ``j`` belongs to: from the model's class identity, else from its metadata."""
+    if identity is not None and int(identity[j].argmax()) < len(classes):
+        return classes[int(identity[j].argmax())]
+    return info.get("class", "")
 
 
 def prototype_report(
@@ -223,14 +241,14 @@ def prototype_report(
 
     Raises
     ------
-    ValueError
+    InputError
         If the model is not a prototype network.
     """
     import torch
 
     module = model.module
     if not (model.spec.prototype and hasattr(module, "similarity_maps") and hasattr(module, "last_layer")):
-        raise ValueError(
+        raise InputError(
             f"model '{model.spec.name}' is not a prototype network (its spec needs 'prototype: true' and "
             "the module similarity_maps() and last_layer)"
         )
@@ -240,7 +258,7 @@ def prototype_report(
     mi = model_input if reusable else pre.forward(volume)
     prediction = predict(volume, model, model_input=mi)
     classes = model.spec.classes
-    index = _class_index(target, classes, default=prediction.predicted)
+    index = class_index(target, classes, default=prediction.predicted)
     x = mi.tensor()
     with torch.inference_mode():
         maps = module.similarity_maps(x)  # (1, P, d, h, w)
@@ -258,22 +276,12 @@ def prototype_report(
     matches = []
     for j in order:
         j = int(j)
-        native = pre.inverse(up[0, j].numpy().astype(np.float32), mi)
-        sim_volume = volume.with_array(
-            native.astype(np.float32), name=f"{volume.name} · prototype {j} similarity"
-        )
-        sim_volume.units = "similarity"
-        peak = sim_volume.geometry.to_lps(np.unravel_index(int(np.argmax(native)), native.shape))
+        sim_volume, peak = _similarity_volume(volume, pre, mi, up[0, j].numpy(), j)
         k, info = by_index.get(j, (None, {}))
-        own = (
-            classes[int(identity[j].argmax())]
-            if identity is not None and int(identity[j].argmax()) < len(classes)
-            else info.get("class", "")
-        )
         matches.append(
             PrototypeMatch(
                 index=j,
-                class_name=own,
+                class_name=_own_class(j, identity, classes, info),
                 similarity=float(similarity[j]),
                 weight=float(weights[j]),
                 contribution=float(contribution[j]),

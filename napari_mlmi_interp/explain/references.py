@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..io import LoadError, load
 from ..io.volume import Volume
 from ..models.loading import LoadedModel
@@ -106,7 +107,7 @@ class ReferenceLibrary:
     def __init__(self, folder: str | Path, model: LoadedModel) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise ValueError(f"{self.folder}: the reference library must be a folder of scans")
+            raise InputError(f"{self.folder}: the reference library must be a folder of scans")
         self.model = model
         self.entries: list[dict[str, Any]] = []
         self.vectors = np.zeros((0, 0))
@@ -160,7 +161,7 @@ class ReferenceLibrary:
     def nearest(self, volume: Volume, top: int = 5) -> list[ReferenceMatch]:
         """The ``top`` library cases most similar to ``volume`` (cosine similarity)."""
         if not self.entries:
-            raise ValueError(f"{self.folder}: no readable scans in the reference library")
+            raise InputError(f"{self.folder}: no readable scans in the reference library")
         mi = preprocessor_for(self.model).forward(volume)
         query = _features(self.model, mi.tensor())
         sims = self.vectors @ query

@@ -1,0 +1,203 @@
+"""Occlusion by Captum's :class:`~captum.attr.Occlusion`, three ways: full, ROI-restricted, coarse-to-fine.
+
+Captum slides the windows; this module only decides *where* (a box around a region, or
+boxes around where a coarse pass found signal) and how the pieces make one map. A module
+with a ``total`` attribute (the engine's progress counter) is told the exact number of
+samples once the plan is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...errors import InputError
+
+__all__ = ["check_occlusion_params", "occlusion", "occlusion_windows"]
+
+Box = tuple[slice, ...]
+
+
+class _Pasted(torch.nn.Module):
+    """``module`` seen through a crop: the crop is pasted back into the full input first.
+
+    Captum's Occlusion then slides its windows over the crop only, while the model still
+    sees the whole volume, so a window's score drop is exactly the one it has in the full run.
+    """
+
+    def __init__(self, inner: torch.nn.Module, x: torch.Tensor, box: Box) -> None:
+        super().__init__()
+        self.inner, self.x, self.box = inner, x, box
+
+    def forward(self, crop: torch.Tensor) -> torch.Tensor:
+        full = self.x.expand(crop.shape[0], *self.x.shape[1:]).clone()
+        full[(slice(None), slice(None), *self.box)] = crop
+        return self.inner(full)
+
+
+def _aligned_box(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...], w: int, s: int) -> Box:
+    """``[lo, hi)`` grown to the stride lattice (so windows coincide with a full run's) and >= w."""
+    out = []
+    for a, b, n in zip(lo, hi, shape, strict=True):
+        a = max(0, (int(a) // s) * s)
+        b = min(n, max(int(b), a + w))
+        a = max(0, min(a, b - w))
+        out.append(slice(a, b))
+    return tuple(out)
+
+
+def _occlude(
+    module: torch.nn.Module, x: torch.Tensor, target: int, box: Box | None, w: int, s: int, p: dict
+) -> torch.Tensor:
+    """Captum Occlusion with cubic windows ``w`` and strides ``s``, over ``box`` (all when None)."""
+    import captum.attr as ca
+
+    c = x.shape[1]
+    kwargs = {
+        "sliding_window_shapes": (c, *[min(w, n) for n in x.shape[2:]]),
+        "strides": (c, s, s, s),
+        "baselines": float(p["baseline"]),
+        "target": target,
+        "perturbations_per_eval": p["perturbations_per_eval"],
+    }
+    if box is None:
+        return ca.Occlusion(module).attribute(x, **kwargs)
+    crop = x[(slice(None), slice(None), *box)].contiguous()
+    kwargs["sliding_window_shapes"] = (c, *[min(w, b.stop - b.start) for b in box])
+    return ca.Occlusion(_Pasted(module, x, box)).attribute(crop, **kwargs)
+
+
+def occlusion_windows(shape: tuple[int, ...], w: int, s: int) -> int:
+    """How many windows Captum's Occlusion evaluates over ``shape``."""
+    return int(np.prod([max(0, (n - min(w, n)) // s) + 1 for n in shape]))
+
+
+def check_occlusion_params(p: dict[str, Any]) -> None:
+    """Raise :class:`InputError` for a strategy, window, stride or refinement that cannot run."""
+    w, s = int(p["window"]), int(p["stride"])
+    strategy = p.get("strategy", "full")
+    if strategy not in ("full", "coarse_to_fine"):
+        raise InputError(f"occlusion strategy must be 'full' or 'coarse_to_fine', got {strategy!r}")
+    if w < 1 or s < 1:
+        raise InputError(f"occlusion window and stride must be at least 1 voxel, got {w} and {s}")
+    if strategy == "coarse_to_fine" and (
+        int(p["coarse_factor"]) < 2 or not 0 < float(p["refine_fraction"]) <= 1
+    ):
+        raise InputError(
+            "coarse_to_fine needs coarse_factor >= 2 and 0 < refine_fraction <= 1, got "
+            f"{p['coarse_factor']} and {p['refine_fraction']}"
+        )
+
+
+def _outer_box(region: np.ndarray | None, shape: tuple[int, ...], w: int, s: int) -> Box | None:
+    """The region's bounding box grown by one window, on the stride lattice (None: everywhere)."""
+    if region is None:
+        return None
+    if not np.any(region):
+        raise InputError("the occlusion region is empty on the model grid")
+    idx = np.argwhere(region)
+    return _aligned_box(idx.min(0) - w, idx.max(0) + 1 + w, shape, w, s)
+
+
+def occlusion(
+    module: torch.nn.Module, x: torch.Tensor, target: int, p: dict[str, Any], region: np.ndarray | None = None
+) -> torch.Tensor:
+    """Occlusion maps, by Captum's :class:`~captum.attr.Occlusion`, three ways.
+
+    - ``strategy="full"``: every window over the volume (exactly Captum's call);
+    - with ``region``: only the windows over the region's bounding box grown by one window
+      (aligned to the stride lattice, so each window and its score drop are those of the
+      full run); the map is 0 elsewhere;
+    - ``strategy="coarse_to_fine"``: a first pass with windows and strides ``coarse_factor``
+      times larger, then full-resolution windows only around the ``refine_fraction`` of
+      voxels with the largest coarse ``|attribution|`` (grown by one window, one box per
+      connected component). Outside the refined boxes the coarse map is kept, scaled by the
+      least-squares factor that matches it to the fine map where both exist. When refining
+      would cost more windows than a full run, the full run is done instead.
+
+    If ``module`` has a ``total`` attribute (the engine's progress counter), it is set to
+    the exact number of samples once the plan is known.
+    """
+    check_occlusion_params(p)
+    w, s = int(p["window"]), int(p["stride"])
+    shape = tuple(int(n) for n in x.shape[2:])
+    outer = _outer_box(region, shape, w, s)
+    if p.get("strategy", "full") == "full":
+        span = shape if outer is None else tuple(b.stop - b.start for b in outer)
+        if hasattr(module, "total"):
+            module.total = 1 + occlusion_windows(span, w, s)
+        out = torch.zeros_like(x)
+        out[(slice(None), slice(None), *(outer or ()))] = _occlude(module, x, target, outer, w, s, p)
+        return out
+    return _coarse_to_fine(module, x, target, p, region, outer)
+
+
+def _coarse_to_fine(
+    module: torch.nn.Module,
+    x: torch.Tensor,
+    target: int,
+    p: dict[str, Any],
+    region: np.ndarray | None,
+    outer: Box | None,
+) -> torch.Tensor:
+    """A coarse pass, fine windows where it found signal, and the two blended (see :func:`occlusion`)."""
+    w, s, f = int(p["window"]), int(p["stride"]), int(p["coarse_factor"])
+    shape = tuple(int(n) for n in x.shape[2:])
+    span = shape if outer is None else tuple(b.stop - b.start for b in outer)
+    if hasattr(module, "total"):  # coarse pass, and a guess for the fine one until it is planned
+        module.total = 1 + occlusion_windows(span, w * f, s * f) + 1
+    coarse = torch.zeros_like(x)
+    coarse[(slice(None), slice(None), *(outer or ()))] = _occlude(module, x, target, outer, w * f, s * f, p)
+    boxes = _refine_boxes(coarse, region, outer, shape, w, s, float(p["refine_fraction"]))
+    planned = sum(1 + occlusion_windows(tuple(b.stop - b.start for b in box), w, s) for box in boxes)
+    if planned >= 1 + occlusion_windows(span, w, s):  # refining would cost more than one full run
+        boxes = [outer or tuple(slice(0, n) for n in shape)]
+        planned = 1 + occlusion_windows(span, w, s)
+    if hasattr(module, "total"):
+        module.total = getattr(module, "done", 0) + planned
+    fine = torch.zeros_like(x)
+    refined = torch.zeros(shape, dtype=torch.bool)
+    for box in boxes:
+        fine[(slice(None), slice(None), *box)] = _occlude(module, x, target, box, w, s, p)
+        refined[box] = True
+    return _blend(coarse, fine, refined)
+
+
+def _refine_boxes(
+    coarse: torch.Tensor,
+    region: np.ndarray | None,
+    outer: Box | None,
+    shape: tuple[int, ...],
+    w: int,
+    s: int,
+    fraction: float,
+) -> list[Box]:
+    """Boxes around the ``fraction`` of voxels with the largest coarse ``|attribution|``.
+
+    Grown by half a window, one box per connected component, aligned to the stride lattice.
+    """
+    from scipy import ndimage
+
+    score = coarse[0].abs().sum(0).numpy()
+    if region is not None:
+        inside = np.zeros(shape, bool)
+        inside[outer] = True
+        score = np.where(inside, score, 0.0)
+    level = np.quantile(score[score > 0], 1 - fraction) if np.any(score > 0) else np.inf
+    selected = ndimage.binary_dilation(score >= level, np.ones((3, 3, 3), bool), iterations=max(1, w // 2))
+    labels, _ = ndimage.label(selected)
+    return [
+        _aligned_box(np.array([b.start for b in sl]), np.array([b.stop for b in sl]), shape, w, s)
+        for sl in ndimage.find_objects(labels)
+        if sl is not None
+    ]
+
+
+def _blend(coarse: torch.Tensor, fine: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
+    """The fine map where refined; elsewhere the coarse map, least-squares scaled to the fine one."""
+    c, fm = coarse[..., refined], fine[..., refined]
+    denom = float((c * c).sum())
+    scale = float((c * fm).sum()) / denom if denom > 0 else 1.0
+    return torch.where(refined, fine, coarse * scale)
