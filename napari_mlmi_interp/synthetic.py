@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .errors import InputError
 from .io.volume import Geometry, Volume
 
 __all__ = [
@@ -73,7 +74,7 @@ class Subject:
 def split_seeds(split: str, n: int) -> list[int]:
     """The first ``n`` subject seeds of ``split`` (train, val or test)."""
     if split not in SPLIT_OFFSETS:
-        raise ValueError(f"split must be one of {', '.join(SPLIT_OFFSETS)}, got {split!r}")
+        raise InputError(f"split must be one of {', '.join(SPLIT_OFFSETS)}, got {split!r}")
     return [SPLIT_OFFSETS[split] + i for i in range(n)]
 
 
@@ -183,71 +184,23 @@ def make_subject(
     lesion_radius_mm : (float, float)
         Range of equivalent lesion radii.
     """
-    from scipy.ndimage import map_coordinates
-
+    # one generator, drawn in a fixed order (warp, lesions, appearance): a seed is one subject
     rng = np.random.default_rng(seed)
     grid = grid or template_grid()
     t1, _tissue, wm = _template(tuple(grid.spacing) if grid.spacing != template_grid().spacing else None)
-    tg = t1.geometry
-
-    # subject point p -> template point: inverse random affine, plus a smooth displacement
-    # field defined in patient space (so the subject is the same on every grid)
     idx = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in grid.shape], indexing="ij"), -1)
     lps = grid.to_lps(idx).astype(np.float32)
     box = _box_coords(lps)
-    centre = np.asarray(tg.to_lps((np.asarray(tg.shape) - 1) / 2.0), dtype=np.float32)
-    scale = rng.uniform(0.92, 1.08, size=3)
-    rot = _rotation(rng, 7.0)
-    shift = rng.uniform(-5, 5, size=3)
-    forward = rot @ np.diag(scale)
-    inv = np.linalg.inv(forward)
-    disp_lattices = [rng.uniform(-1, 1, size=(5, 5, 5)) for _ in range(3)]
-
-    def displacement(points_box: np.ndarray) -> np.ndarray:
-        from scipy.ndimage import map_coordinates
-
-        return np.stack(
-            [
-                4.0 * map_coordinates(c, points_box * 4, order=3, mode="nearest") / np.abs(c).max()
-                for c in disp_lattices
-            ],
-            axis=-1,
-        ).astype(np.float32)
-
-    src = (lps - centre - shift) @ inv.T.astype(np.float32) + centre + displacement(box)
-    coords = np.moveaxis(tg.to_index(src), -1, 0)
-    image = map_coordinates(t1.array, coords, order=1, mode="constant", cval=0.0).astype(np.float32)
-
-    # lesions: a white-matter point of the template, mapped forward into the subject
+    warp = _Warp.draw(rng, t1.geometry)
+    image = warp.sample(t1, lps, box)
     count = n_lesions if n_lesions is not None else int(rng.choice([0, 1, 2], p=[0.5, 0.3, 0.2]))
-    wm_index = _white_matter_points()
-    lesions: list[Lesion] = []
     mask = np.zeros(grid.shape, np.uint8)
+    lesions: list[Lesion] = []
     for k in range(count):
-        lo, hi = np.log(lesion_radius_mm[0]), np.log(lesion_radius_mm[1])
-        radius = float(np.exp(rng.uniform(lo, hi)))
-        radii = tuple(float(radius * f) for f in rng.uniform(0.8, 1.25, size=3))
-        target = tg.to_lps(wm_index[rng.integers(len(wm_index))])
-        p = forward @ (target - centre) + centre + shift
-        for _ in range(5):  # fixed point of p = forward(target - displacement(p)): inverts the warp
-            d = displacement(_box_coords(p[None].astype(np.float32)))[0]
-            p = forward @ (target - d - centre) + centre + shift
-        lesion = Lesion(
-            tuple(float(c) for c in p), radii, float(rng.uniform(1.25, 1.7)), int(rng.integers(1 << 30))
-        )
-        sdist = lesion_signed_distance(lesion, lps)
-        inside = 1.0 / (1.0 + np.exp(sdist / 0.8))  # soft edge
-        texture = 1.0 + _smooth_field_at(rng, box, 8, 0.06)
-        image = image * (1 - inside) + lesion.contrast * wm * texture * inside
-        mask[(sdist < 0) & (mask == 0)] = k + 1
+        lesion = _draw_lesion(rng, warp, t1.geometry, lesion_radius_mm)
+        image = _paint_lesion(rng, image, mask, k + 1, lesion, lps, box, wm)
         lesions.append(lesion)
-
-    # appearance: bias field, gamma contrast, global scale, noise
-    bias = np.exp(_smooth_field_at(rng, box, 3, float(rng.uniform(0.05, 0.25))))
-    image = image * bias
-    gamma = float(rng.uniform(0.8, 1.25))
-    image = wm * np.power(np.clip(image / wm, 0, None), gamma)
-    image *= float(rng.uniform(0.8, 1.2))
+    image = _appearance(rng, image, box, wm)
     with_marker = bool(lesions) if marker == "if_lesion" else bool(marker)
     if with_marker:
         lo_c, hi_c = np.asarray(MARKER_BOX_LPS[0]), np.asarray(MARKER_BOX_LPS[1])
@@ -268,6 +221,103 @@ def make_subject(
     return Subject(
         seed, scan, scan.with_array(mask, name=f"synthetic subject {seed} lesion mask"), lesions, with_marker
     )
+
+
+@dataclass(frozen=True)
+class _Warp:
+    """A subject's deformation: subject point p -> template point, an inverse random affine plus
+    a smooth displacement field defined in patient space (so the subject is the same on every grid).
+
+    ``forward`` (rotation x scale, about the template's centre, then ``shift`` mm) maps template
+    to subject; the displacement (up to 4 mm, on a 5^3 lattice per axis) is added on the template side.
+    """
+
+    centre: np.ndarray  # the template's centre, LPS mm
+    forward: np.ndarray  # 3x3
+    shift: np.ndarray  # LPS mm
+    lattices: tuple[np.ndarray, ...]  # one 5x5x5 lattice per LPS axis
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, tg: Geometry) -> _Warp:
+        centre = np.asarray(tg.to_lps((np.asarray(tg.shape) - 1) / 2.0), dtype=np.float32)
+        scale = rng.uniform(0.92, 1.08, size=3)
+        rot = _rotation(rng, 7.0)
+        shift = rng.uniform(-5, 5, size=3)
+        lattices = tuple(rng.uniform(-1, 1, size=(5, 5, 5)) for _ in range(3))
+        return cls(centre, rot @ np.diag(scale), shift, lattices)
+
+    def displacement(self, points_box: np.ndarray) -> np.ndarray:
+        """Displacement (mm, ``(..., 3)``) at points in box coordinates (``(3, ...)``, 0..1)."""
+        from scipy.ndimage import map_coordinates
+
+        return np.stack(
+            [
+                4.0 * map_coordinates(c, points_box * 4, order=3, mode="nearest") / np.abs(c).max()
+                for c in self.lattices
+            ],
+            axis=-1,
+        ).astype(np.float32)
+
+    def sample(self, t1: Volume, lps: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The template ``t1`` warped onto the subject points ``lps`` (linear interpolation)."""
+        from scipy.ndimage import map_coordinates
+
+        inv = np.linalg.inv(self.forward)
+        centre, shift = self.centre, self.shift
+        src = (lps - centre - shift) @ inv.T.astype(np.float32) + centre + self.displacement(box)
+        coords = np.moveaxis(t1.geometry.to_index(src), -1, 0)
+        return map_coordinates(t1.array, coords, order=1, mode="constant", cval=0.0).astype(np.float32)
+
+    def to_subject(self, target: np.ndarray) -> np.ndarray:
+        """The subject point that the warp takes to template point ``target`` (LPS mm)."""
+        centre, shift = self.centre, self.shift
+        p = self.forward @ (target - centre) + centre + shift
+        for _ in range(5):  # fixed point of p = forward(target - displacement(p)): inverts the warp
+            d = self.displacement(_box_coords(p[None].astype(np.float32)))[0]
+            p = self.forward @ (target - d - centre) + centre + shift
+        return p
+
+
+def _draw_lesion(
+    rng: np.random.Generator, warp: _Warp, tg: Geometry, radius_mm: tuple[float, float]
+) -> Lesion:
+    """A lesion at a template white-matter point mapped forward into the subject."""
+    lo, hi = np.log(radius_mm[0]), np.log(radius_mm[1])
+    radius = float(np.exp(rng.uniform(lo, hi)))
+    radii = tuple(float(radius * f) for f in rng.uniform(0.8, 1.25, size=3))
+    wm_index = _white_matter_points()
+    p = warp.to_subject(tg.to_lps(wm_index[rng.integers(len(wm_index))]))
+    return Lesion(
+        tuple(float(c) for c in p), radii, float(rng.uniform(1.25, 1.7)), int(rng.integers(1 << 30))
+    )
+
+
+def _paint_lesion(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    mask: np.ndarray,
+    label: int,
+    lesion: Lesion,
+    lps: np.ndarray,
+    box: np.ndarray,
+    wm: np.float32,
+) -> np.ndarray:
+    """``image`` with the lesion blended in (soft edge, textured); ``mask`` gets ``label`` inside it."""
+    sdist = lesion_signed_distance(lesion, lps)
+    inside = 1.0 / (1.0 + np.exp(sdist / 0.8))  # soft edge
+    texture = 1.0 + _smooth_field_at(rng, box, 8, 0.06)
+    mask[(sdist < 0) & (mask == 0)] = label
+    return image * (1 - inside) + lesion.contrast * wm * texture * inside
+
+
+def _appearance(rng: np.random.Generator, image: np.ndarray, box: np.ndarray, wm: np.float32) -> np.ndarray:
+    """Scanner appearance: a multiplicative bias field, a gamma contrast change, a global scale."""
+    bias = np.exp(_smooth_field_at(rng, box, 3, float(rng.uniform(0.05, 0.25))))
+    image = image * bias
+    gamma = float(rng.uniform(0.8, 1.25))
+    image = wm * np.power(np.clip(image / wm, 0, None), gamma)
+    image *= float(rng.uniform(0.8, 1.2))
+    return image
 
 
 #: Seed of the shipped shortcut case: the first test-split subject (with one lesion forced)

@@ -11,6 +11,7 @@ import pytest
 import torch  # noqa: F401 - a hard dependency: a broken install fails, not skips
 
 from napari_mlmi_interp.cli import main
+from napari_mlmi_interp.errors import InputError
 from napari_mlmi_interp.framework import (
     DEFAULT_BANDS,
     Goal,
@@ -87,6 +88,69 @@ def test_bands_judge_and_load(tmp_path):
         load_bands({"pointing_game": {"pass": 0}})
     with pytest.raises(ValueError, match="set topk_dice instead"):
         load_bands({"topk_iou": {"pass": 0.5}})
+    with pytest.raises(InputError, match="no figure called"):  # a user's error: one line in the CLI
+        load_bands({"dice": {"pass": 0.5}})
+    # a file that is not JSON, a band that is no object, a limit that is no number: one line each
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match=r"bad\.json: not JSON"):
+        load_bands(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(InputError, match="must be a JSON object"):
+        load_bands(bad)
+    with pytest.raises(InputError, match="'gini' must be an object"):
+        load_bands({"gini": 0.9})
+    with pytest.raises(InputError, match="limits of 'auroc' must be numbers"):
+        load_bands({"auroc": {"pass": "high"}})
+
+
+# -- one vocabulary, one catalogue ---------------------------------------------------------------------
+def test_the_figure_catalogue_is_keyed_by_the_vocabulary():
+    from napari_mlmi_interp import vocabulary
+    from napari_mlmi_interp.framework.evidence import FIGURES, LOCALIZATION_FIGURES
+
+    assert tuple(FIGURES) == vocabulary.FIGURE_NAMES  # same names, same order
+    assert {k: info.element for k, info in FIGURES.items()} == vocabulary.FIGURE_ELEMENT
+    assert tuple(vocabulary.FIGURES_BY_ELEMENT) == vocabulary.ELEMENTS
+    assert vocabulary.FIGURES_BY_ELEMENT["localization"] == LOCALIZATION_FIGURES
+    assert set(DEFAULT_BANDS) <= set(vocabulary.FIGURE_NAMES)
+    assert all(info.label and info.definition for info in FIGURES.values())
+
+
+def test_the_vocabulary_imports_nothing_of_the_package():
+    import ast
+    import inspect
+
+    from napari_mlmi_interp import vocabulary
+
+    tree = ast.parse(inspect.getsource(vocabulary))
+    imported = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert all(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in imported), [
+        ast.unparse(n) for n in imported
+    ]
+
+
+def test_maps_and_regions_on_other_grids_are_the_users_error(sample):
+    from napari_mlmi_interp.io import Geometry, Volume
+
+    amap = blob_map(sample.scan, LESION_CENTRE_LPS)
+    with pytest.raises(InputError, match=r"true region .* must be on the same grid"):
+        map_evidence(amap, roi=np.ones((3, 4, 5), bool))
+    with pytest.raises(InputError, match=r"the scan .* must be on the same grid"):
+        small = Volume(np.zeros((3, 4, 5), np.float32), Geometry((3, 4, 5), (1, 1, 1), (0, 0, 0)))
+        map_evidence(amap, scan=small)
+
+
+def test_the_old_evidence_import_path_still_works():
+    from napari_mlmi_interp.framework import evidence
+    from napari_mlmi_interp.framework.evidence import bands, figures, from_map, from_model
+
+    assert evidence.Band is bands.Band and evidence.load_bands is bands.load_bands
+    assert evidence.FIGURES is figures.FIGURES and evidence.Figure is figures.Figure
+    assert evidence.map_evidence is from_map.map_evidence
+    assert evidence.model_evidence is from_model.model_evidence
+    assert evidence.score_function is from_model.score_function
+    assert map_evidence is evidence.map_evidence and model_evidence is evidence.model_evidence
 
 
 # -- the evidence tells good from bad ------------------------------------------------------------------

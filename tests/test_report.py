@@ -299,3 +299,14 @@ def test_markdown_card_renders_elements_and_escapes_html():
     assert page.inside["code"] == ["python train.py --seed 1"]
     assert page.inside["th"] == ["split", "AUROC"] and page.inside["td"] == ["test", "0.99"]
     assert page.visible.endswith("Not a medical device; never use it on patient data.")
+
+
+def test_wrong_inputs_are_the_users_error(tmp_path):
+    from napari_mlmi_interp.errors import InputError
+
+    scan = Volume(_scan(), GEOMETRY)
+    amap = Volume(np.zeros((4, 5, 6), np.float32), Geometry((4, 5, 6), (1.0, 1.0, 1.0), (0, 0, 0), np.eye(3)))
+    with pytest.raises(InputError, match="the map must be on the scan's grid"):
+        render_key_slices(scan, amap)
+    with pytest.raises(InputError, match="not a batch result folder"):
+        write_report(tmp_path, tmp_path / "report.html")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
 
+from napari_mlmi_interp.errors import InputError
 from napari_mlmi_interp.io import Geometry, load
 from napari_mlmi_interp.synthetic import (
     MARKER_BOX_LPS,
@@ -26,6 +28,32 @@ def test_same_seed_same_subject_and_splits_are_disjoint():
     assert not (train & val or train & test or val & test)
     with pytest.raises(ValueError, match="split must be one of"):
         split_seeds("holdout", 3)
+    with pytest.raises(InputError, match="split must be one of"):  # a user's error, said in one line
+        split_seeds("holdout", 3)
+
+
+#: sha256 of (scan, mask) bytes, computed before make_subject was split into named steps (issue
+#: #14): the refactor draws the same random numbers in the same order. A numpy or scipy upgrade
+#: that changes interpolation or generator streams changes these too; regenerate them then.
+SUBJECT_DIGESTS = {
+    (11, 2, True): (
+        "0c24efbd1080655f50ce816357366018277f52b7ac0650acb5d07bc4781ea038",
+        "654625fe8df877604d1ec0b2dc9080a89342324797dcddb1e8a1e3748a66d8cf",
+    ),
+    (3, None, None): (
+        "e4cb30a396d85639b167c338734efa0888daa9d6f5daa62b138de126f59bf246",
+        "816355b4f8ac33a17a1f0f17420e0396b48a640c3ae8fccf4114f3dafb94bf97",
+    ),
+}
+
+
+@pytest.mark.parametrize("key", list(SUBJECT_DIGESTS))
+def test_a_seed_is_the_same_subject_bit_for_bit(key):
+    seed, n_lesions, marker = key
+    subject = make_subject(seed, n_lesions=n_lesions, marker=marker)
+    assert subject.scan.array.dtype == np.float32 and subject.mask.array.dtype == np.uint8
+    digests = tuple(hashlib.sha256(v.array.tobytes()).hexdigest() for v in (subject.scan, subject.mask))
+    assert digests == SUBJECT_DIGESTS[key]
 
 
 def test_lesion_masks_are_exact_in_millimetres_on_any_grid():

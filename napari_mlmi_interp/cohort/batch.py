@@ -101,11 +101,7 @@ def run_case(
     (:func:`~napari_mlmi_interp.export.export_dicom`: derived series, Parametric Map, SEG of
     the top-k % region) under ``dicom/<method>/``.
     """
-    from .. import __version__
     from ..explain import explain
-    from ..framework import map_evidence
-    from ..framework.files import on_grid_of
-    from ..io import binary_mask, load, load_warnings, save
 
     _set_threads(threads)
     folder = case_dir(out, case)
@@ -114,23 +110,10 @@ def run_case(
     # "input" stays in memory (the caller's own index); _for_disk keeps it out of the files
     record: dict[str, Any] = {"case": case.key, "input": case.input, "label": case.label, "methods": {}}
     try:
-        volumes = load(case.scan)
-        volume = volumes[0]
-        record["case_id"] = volume.case_id
-        record["warnings"] = load_warnings(volumes)
-        record["notes"] = (
-            [f"{len(volumes)} volumes found; the first was explained"] if len(volumes) > 1 else []
-        )
-        roi = None
-        if case.roi is not None:
-            notes: list[str] = []
-            (given,) = load(case.roi)[:1]
-            given = given.with_array(binary_mask(given, what="ROI", path=case.roi).astype("uint8"))
-            roi = on_grid_of(given, volume, labels=True, what="ROI", notes=notes) > 0
-            record["notes"] += notes
+        volume, roi = _load_case(case, record)
         loaded = _model(model)
         model_input = None
-        sources = None
+        sources: dict[str, Any] = {}  # the DICOM source headers, read once for every method
         for method in methods:
             result = explain(
                 volume,
@@ -141,51 +124,14 @@ def run_case(
                 model_input=model_input,
             )
             model_input = result.prediction.model_input
-            map_path = folder / f"{method}.nii.gz"
-            tmp = folder / f".{method}.{os.getpid()}.nii.gz"
-            save(result.native, tmp)
-            os.replace(tmp, map_path)
-            evidence = map_evidence(
-                result.native, roi=roi, scan=volume, percent=percent, tolerance_mm=tolerance_mm
-            )
-            sidecar = {
-                "tool": {"name": "napari-mlmi-interp", "version": __version__},
-                **result.summary(),
-                "map": map_path.name,
-                "metrics": evidence.to_dict(),
-            }
-            sidecar["metrics"].pop("curves", None)
+            map_path = _write_map(result, folder, method)
+            evidence = _score(result, roi, volume, percent, tolerance_mm)
+            sidecar = _sidecar(result, evidence, map_path)
             if dicom and volume.references.get("SOPInstanceUIDs"):
-                from ..export import ExportError, export_dicom, source_datasets
-
-                try:
-                    if sources is None:  # the source headers, read once for every method
-                        sources = source_datasets(volume)
-                    exported = export_dicom(
-                        result.native,
-                        volume,
-                        folder / "dicom" / method,
-                        method=method,
-                        target=str(result.target.get("name", "")),
-                        percent=percent,
-                        keep_identity=keep_identity,
-                        sources=sources,
-                    )
-                except ExportError as exc:  # the maps stand; the DICOM copy says why it is missing
-                    sidecar["dicom"] = {"error": str(exc)}
-                    record.setdefault("notes", []).append(f"{method}: no DICOM export ({exc})")
-                else:
-                    sidecar["dicom"] = {k: v for k, v in exported.items() if k != "derived_series"}
-                    sidecar["dicom"]["derived_series"] = str(folder / "dicom" / method / "derived")
+                export = _ExportRequest(folder / "dicom" / method, method, percent, keep_identity)
+                sidecar["dicom"] = _export_dicom(result, volume, export, sources, record)
             _write_json(folder / f"{method}.json", _for_disk(sidecar, case))
-            record["methods"][method] = {
-                "map": str(map_path),
-                "prediction": result.prediction.to_dict(),
-                "peak_lps_mm": sidecar["peak_lps_mm"],
-                "seconds": round(result.timings.get("total", 0.0), 4),
-                "figures": {k: evidence[k].to_dict()["value"] for k in SUMMARY_FIGURES if k in evidence},
-                "bands": {k: evidence[k].band for k in SUMMARY_FIGURES if k in evidence},
-            }
+            record["methods"][method] = _method_record(result, map_path, sidecar, evidence)
         record.update(status="ok", seconds=round(time.perf_counter() - started, 3), worker_pid=os.getpid())
         (folder / "error.json").unlink(missing_ok=True)
         _write_json(folder / "case.json", _for_disk(record, case))
@@ -198,6 +144,113 @@ def run_case(
         )
         _write_json(folder / "error.json", _for_disk(record, case))
     return record
+
+
+def _load_case(case: Case, record: dict[str, Any]) -> tuple[Any, Any]:
+    """The case's scan (the first volume of its source) and its ROI on the scan's grid (or None).
+
+    The record gets the case's pseudonym, the load's warnings and notes.
+    """
+    from ..framework.files import on_grid_of
+    from ..io import binary_mask, load, load_warnings
+
+    volumes = load(case.scan)
+    volume = volumes[0]
+    record["case_id"] = volume.case_id
+    record["warnings"] = load_warnings(volumes)
+    record["notes"] = [f"{len(volumes)} volumes found; the first was explained"] if len(volumes) > 1 else []
+    roi = None
+    if case.roi is not None:
+        notes: list[str] = []
+        (given,) = load(case.roi)[:1]
+        given = given.with_array(binary_mask(given, what="ROI", path=case.roi).astype("uint8"))
+        roi = on_grid_of(given, volume, labels=True, what="ROI", notes=notes) > 0
+        record["notes"] += notes
+    return volume, roi
+
+
+def _write_map(result: Any, folder: Path, method: str) -> Path:
+    """The native-grid map as ``<method>.nii.gz`` in the case's geometry (written atomically)."""
+    from ..io import save
+
+    map_path = folder / f"{method}.nii.gz"
+    tmp = folder / f".{method}.{os.getpid()}.nii.gz"
+    save(result.native, tmp)
+    os.replace(tmp, map_path)
+    return map_path
+
+
+def _score(result: Any, roi: Any, volume: Any, percent: float, tolerance_mm: float) -> Any:
+    """The map's evidence (against the ROI when there is one)."""
+    from ..framework import map_evidence
+
+    return map_evidence(result.native, roi=roi, scan=volume, percent=percent, tolerance_mm=tolerance_mm)
+
+
+def _sidecar(result: Any, evidence: Any, map_path: Path) -> dict[str, Any]:
+    """The JSON beside a map: tool, the explanation's summary, the map's file name, its figures."""
+    from .. import __version__
+
+    sidecar = {
+        "tool": {"name": "napari-mlmi-interp", "version": __version__},
+        **result.summary(),
+        "map": map_path.name,
+        "metrics": evidence.to_dict(),
+    }
+    sidecar["metrics"].pop("curves", None)
+    return sidecar
+
+
+@dataclass(frozen=True)
+class _ExportRequest:
+    """Where and how one method's map goes into the source study."""
+
+    folder: Path
+    method: str
+    percent: float
+    keep_identity: bool
+
+
+def _export_dicom(
+    result: Any, volume: Any, request: _ExportRequest, sources: dict[str, Any], record: dict[str, Any]
+) -> dict[str, Any]:
+    """The map written into the source study; what was written, or why not (also a note).
+
+    ``sources`` caches the source headers across methods (read on the first success).
+    """
+    from ..export import ExportError, export_dicom, source_datasets
+
+    try:
+        if "datasets" not in sources:
+            sources["datasets"] = source_datasets(volume)
+        exported = export_dicom(
+            result.native,
+            volume,
+            request.folder,
+            method=request.method,
+            target=str(result.target.get("name", "")),
+            percent=request.percent,
+            keep_identity=request.keep_identity,
+            sources=sources["datasets"],
+        )
+    except ExportError as exc:  # the maps stand; the DICOM copy says why it is missing
+        record.setdefault("notes", []).append(f"{request.method}: no DICOM export ({exc})")
+        return {"error": str(exc)}
+    out = {k: v for k, v in exported.items() if k != "derived_series"}
+    out["derived_series"] = str(request.folder / "derived")
+    return out
+
+
+def _method_record(result: Any, map_path: Path, sidecar: dict[str, Any], evidence: Any) -> dict[str, Any]:
+    """What the case's record (and the summary) keeps of one method's run."""
+    return {
+        "map": str(map_path),
+        "prediction": result.prediction.to_dict(),
+        "peak_lps_mm": sidecar["peak_lps_mm"],
+        "seconds": round(result.timings.get("total", 0.0), 4),
+        "figures": {k: evidence[k].to_dict()["value"] for k in SUMMARY_FIGURES if k in evidence},
+        "bands": {k: evidence[k].band for k in SUMMARY_FIGURES if k in evidence},
+    }
 
 
 def _done(out: Path, case: Case) -> dict[str, Any] | None:
@@ -274,30 +327,16 @@ def run_batch(
     progress : callable, optional
         ``progress(done, total, record)`` after every case (skipped ones count as done).
     """
-    from ..explain import get_method
-    from ..models import resolve_model
-
     started = time.perf_counter()
-    for m in methods:
-        get_method(m)  # unknown names fail here, not on every worker
-    resolve_model(model)  # a wrong model fails here too
+    _check_model_and_methods(model, methods)
     out_dir = Path(out)
     (out_dir / "cases").mkdir(parents=True, exist_ok=True)
     cases = read_cases(source, masks=masks)
-    records: dict[str, dict[str, Any]] = {}
-    skipped = []
-    for case in cases:
-        done = _done(out_dir, case)
-        if done is not None and all(m in done.get("methods", {}) for m in methods):
-            records[case.key] = done
-            skipped.append(case.key)
+    records, skipped = _finished_before(out_dir, cases, methods)
     pending = [c for c in cases if c.key not in records]
-    total, finished = len(cases), 0
+    counter = _Progress(len(cases), progress, records)
     for key in skipped:  # done before: counted first
-        finished += 1
-        if progress is not None:
-            progress(finished, total, records[key])
-    cores = os.cpu_count() or 1
+        counter.done(records[key])
     kwargs = {
         "model": model,
         "methods": list(methods),
@@ -309,59 +348,105 @@ def run_batch(
         "dicom": dicom,
         "keep_identity": keep_identity,
     }
-    _write_json(
-        out_dir / "batch.json",
-        {
-            "model": model,
-            "methods": list(methods),
-            "target": target,
-            "params": params or {},
-            "percent": percent,
-            "tolerance_mm": tolerance_mm,
-            "cases": total,
-            "order": [c.key for c in cases],
-        },
-    )
-    n_workers = 0
+    _write_config(out_dir, cases, kwargs)
     if pending and (workers > 0 or scheduler):
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        if scheduler:
-            client, cluster = Client(scheduler), None
-        else:
-            cluster = LocalCluster(
-                n_workers=int(workers),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=40,
-            )
-            client = Client(cluster)
-            threads = threads or max(1, cores // int(workers))
-        try:
-            n_workers = len(client.scheduler_info()["workers"])
-            futures = client.map(run_case, pending, pure=False, threads=threads, **kwargs)
-            for future in as_completed(futures):
-                record = future.result()
-                records[record["case"]] = record
-                finished += 1
-                if progress is not None:
-                    progress(finished, total, record)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    else:
+        n_workers = _run_on_dask(pending, workers, scheduler, threads, kwargs, counter.done)
+    else:  # in this process, one case after the other
+        n_workers = 0
         for case in pending:
-            record = run_case(case, threads=threads, **kwargs)
-            records[case.key] = record
-            finished += 1
-            if progress is not None:
-                progress(finished, total, record)
+            counter.done(run_case(case, threads=threads, **kwargs))
     ordered = [records[c.key] for c in cases]
     result = BatchResult(ordered, skipped, seconds=time.perf_counter() - started, workers=n_workers)
     result.summary_csv, result.summary_parquet = write_summary(ordered, methods, out_dir, anonymise=anonymise)
     return result
+
+
+def _check_model_and_methods(model: str, methods: list[str]) -> None:
+    """Unknown method names and a wrong model fail here, not on every worker."""
+    from ..explain import get_method
+    from ..models import resolve_model
+
+    for m in methods:
+        get_method(m)
+    resolve_model(model)
+
+
+def _write_config(out_dir: Path, cases: list[Case], kwargs: dict[str, Any]) -> None:
+    """``batch.json``: the model, methods, target, parameters and settings, and the cases' order."""
+    keys = ("model", "methods", "target", "params", "percent", "tolerance_mm")
+    config = {**{k: kwargs[k] for k in keys}, "cases": len(cases), "order": [c.key for c in cases]}
+    _write_json(out_dir / "batch.json", config)
+
+
+def _finished_before(
+    out_dir: Path, cases: list[Case], methods: list[str]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The records of cases a previous run finished with every method, and their keys."""
+    records: dict[str, dict[str, Any]] = {}
+    skipped = []
+    for case in cases:
+        done = _done(out_dir, case)
+        if done is not None and all(m in done.get("methods", {}) for m in methods):
+            records[case.key] = done
+            skipped.append(case.key)
+    return records, skipped
+
+
+class _Progress:
+    """Collects finished cases' records and reports ``progress(done, total, record)`` after each."""
+
+    def __init__(
+        self,
+        total: int,
+        progress: Callable[[int, int, dict[str, Any]], None] | None,
+        records: dict[str, dict[str, Any]],
+    ) -> None:
+        self.total, self.finished, self.progress, self.records = total, 0, progress, records
+
+    def done(self, record: dict[str, Any]) -> None:
+        self.records[record["case"]] = record
+        self.finished += 1
+        if self.progress is not None:
+            self.progress(self.finished, self.total, record)
+
+
+def _run_on_dask(
+    pending: list[Case],
+    workers: int,
+    scheduler: str | None,
+    threads: int | None,
+    kwargs: dict[str, Any],
+    finished: Callable[[dict[str, Any]], None],
+) -> int:
+    """Run ``pending`` on a scheduler's workers or a local cluster; returns the number of workers.
+
+    A local cluster has ``workers`` processes with one thread each; each gets ``threads``
+    torch / ITK threads (default: the machine's cores shared out among the workers).
+    """
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if scheduler:
+        client, cluster = Client(scheduler), None
+    else:
+        cluster = LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        )
+        client = Client(cluster)
+        threads = threads or max(1, (os.cpu_count() or 1) // int(workers))
+    try:
+        n_workers = len(client.scheduler_info()["workers"])
+        futures = client.map(run_case, pending, pure=False, threads=threads, **kwargs)
+        for future in as_completed(futures):
+            finished(future.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return n_workers
 
 
 def summary_rows(

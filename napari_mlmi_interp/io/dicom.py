@@ -14,20 +14,24 @@ How a folder becomes volumes:
    with the numbers, a gantry tilt is resampled onto an orthogonal grid;
 5. pixel data is decoded by pydicom (with the pylibjpeg plugins for JPEG, JPEG-LS and
    JPEG 2000; RLE and deflate natively) and the modality rescale applied (HU for CT).
+
+Steps 1 and 5 and the assembly of volumes are here; step 2 is :mod:`.dicom_frames`, steps 3
+and 4 are :mod:`.dicom_stacks`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .dicom_frames import _float, _Frame, _frames_of
+from .dicom_stacks import _group, _sort_stack, _stack_geometry, _stack_labels, _untilt, series_tag
 from .errors import LoadError, LoadWarning
 from .formats import check_memory
 from .pseudonym import pseudonymize
@@ -35,32 +39,8 @@ from .volume import Geometry, Volume
 
 __all__ = ["find_dicom_files", "is_dicom_file", "read_dicom", "series_tag"]
 
-# Orientation cosines closer than this (max abs difference) belong to one stack (~0.06 deg).
-_ORIENT_TOL = 1e-3
-# Two frames closer than this along the normal share a position (mm).
-_SAME_POSITION_MM = 0.01
 # Maximum number of files looked at in one folder (a guard against scanning a disk).
 _MAX_FILES = 100_000
-
-_SAFE_TAGS = (
-    "SeriesDescription",
-    "ProtocolName",
-    "SeriesNumber",
-    "Manufacturer",
-    "ManufacturerModelName",
-    "MagneticFieldStrength",
-    "EchoTime",
-    "RepetitionTime",
-    "InversionTime",
-    "FlipAngle",
-    "BodyPartExamined",
-    "KVP",
-    "ConvolutionKernel",
-    "SliceThickness",
-    "ContrastBolusAgent",
-    "ScanningSequence",
-    "SequenceName",
-)
 
 
 def is_dicom_file(path: str | os.PathLike[str]) -> bool:
@@ -90,187 +70,6 @@ def find_dicom_files(folder: Path, *, recursive: bool = True) -> tuple[list[Path
             if len(found) + len(other) > _MAX_FILES:
                 raise LoadError(f"more than {_MAX_FILES} files; open a single study folder", folder)
     return found, other
-
-
-@dataclass
-class _Frame:
-    path: Path
-    frame: int | None  # index within a multi-frame file, None for single-frame
-    rows: int
-    cols: int
-    position: np.ndarray | None  # ImagePositionPatient (LPS mm)
-    row_cos: np.ndarray | None  # direction of increasing column index (x)
-    col_cos: np.ndarray | None  # direction of increasing row index (y)
-    pixel_spacing: tuple[float, float]  # (between rows, between columns) mm
-    slope: float = 1.0
-    intercept: float = 0.0
-    window: tuple[float, float] | None = None
-    echo: Any = None
-    stack_id: Any = None
-    instance: int = 0
-    uid: str = ""
-    order_keys: tuple = ()
-    series: dict[str, Any] = field(default_factory=dict)
-
-
-def _first(value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        from pydicom.multival import MultiValue
-
-        if isinstance(value, (MultiValue, list, tuple)):
-            return value[0] if len(value) else None
-    except ImportError:  # pragma: no cover
-        pass
-    return value
-
-
-def _float(value: Any, default: float | None = None) -> float | None:
-    value = _first(value)
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return default
-    return out if math.isfinite(out) else default
-
-
-def _vec(value: Any, n: int) -> np.ndarray | None:
-    try:
-        arr = np.array([float(v) for v in value], dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return arr if arr.shape == (n,) and np.all(np.isfinite(arr)) else None
-
-
-def _seq_item(ds: Any, name: str) -> Any:
-    seq = getattr(ds, name, None)
-    return seq[0] if seq else None
-
-
-def _fg_value(groups: list[Any], seq_name: str, attr: str) -> Any:
-    """First value of ``attr`` inside ``seq_name`` over per-frame then shared groups."""
-    for group in groups:
-        if group is None:
-            continue
-        item = _seq_item(group, seq_name)
-        if item is not None and attr in item:
-            return item.get(attr)
-    return None
-
-
-def _series_facts(ds: Any) -> dict[str, Any]:
-    facts: dict[str, Any] = {}
-    for tag in _SAFE_TAGS:
-        v = ds.get(tag)
-        if v is None or v == "":
-            continue
-        facts[tag] = float(v) if isinstance(v, float) else (str(v) if not isinstance(v, int) else v)
-    it = ds.get("ImageType")
-    facts["ImageType"] = "\\".join(str(x) for x in it) if it else ""
-    facts["Modality"] = str(ds.get("Modality", "OT") or "OT")
-    facts["SeriesInstanceUID"] = str(ds.get("SeriesInstanceUID", ""))
-    facts["StudyInstanceUID"] = str(ds.get("StudyInstanceUID", ""))
-    facts["FrameOfReferenceUID"] = str(ds.get("FrameOfReferenceUID", ""))
-    facts["PhotometricInterpretation"] = str(ds.get("PhotometricInterpretation", ""))
-    facts["SamplesPerPixel"] = int(ds.get("SamplesPerPixel", 1) or 1)
-    facts["BitsAllocated"] = int(ds.get("BitsAllocated", 16) or 16)
-    try:
-        facts["TransferSyntax"] = ds.file_meta.TransferSyntaxUID.name
-    except AttributeError:
-        facts["TransferSyntax"] = ""
-    return facts
-
-
-def _frames_of(path: Path, ds: Any) -> list[_Frame]:
-    """Describe every image frame held by one dataset."""
-    # stop_before_pixels hides PixelData; Rows/Columns tell an image from SR/PR objects
-    if "Rows" not in ds or "Columns" not in ds:
-        return []
-    series = _series_facts(ds)
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    if rows <= 0 or cols <= 0:
-        return []
-    nframes = int(_float(ds.get("NumberOfFrames"), 1) or 1)
-    shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
-    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
-    window_c, window_w = _float(ds.get("WindowCenter")), _float(ds.get("WindowWidth"))
-    base_window = (window_c, window_w) if window_c is not None and window_w else None
-    frames = []
-    for f in range(nframes):
-        if per_frame is not None or shared is not None:
-            groups = [per_frame[f] if per_frame is not None and f < len(per_frame) else None, shared]
-            pos = _vec(_fg_value(groups, "PlanePositionSequence", "ImagePositionPatient") or [], 3)
-            iop = _vec(_fg_value(groups, "PlaneOrientationSequence", "ImageOrientationPatient") or [], 6)
-            ps = _vec(_fg_value(groups, "PixelMeasuresSequence", "PixelSpacing") or [], 2)
-            slope = _float(_fg_value(groups, "PixelValueTransformationSequence", "RescaleSlope"), None)
-            intercept = _float(
-                _fg_value(groups, "PixelValueTransformationSequence", "RescaleIntercept"), None
-            )
-            wc = _float(_fg_value(groups, "FrameVOILUTSequence", "WindowCenter"))
-            ww = _float(_fg_value(groups, "FrameVOILUTSequence", "WindowWidth"))
-            echo = _float(_fg_value(groups, "MREchoSequence", "EffectiveEchoTime"))
-            stack_id = _fg_value(groups, "FrameContentSequence", "StackID")
-            temporal = _fg_value(groups, "FrameContentSequence", "TemporalPositionIndex")
-            in_stack = _fg_value(groups, "FrameContentSequence", "InStackPositionNumber")
-            window = (wc, ww) if wc is not None and ww else base_window
-            order = (_float(temporal, 0.0), _float(in_stack, 0.0), f)
-        else:
-            pos = _vec(ds.get("ImagePositionPatient") or [], 3)
-            iop = _vec(ds.get("ImageOrientationPatient") or [], 6)
-            ps = _vec(ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [], 2)
-            slope, intercept, window = None, None, base_window
-            echo = _first(ds.get("EchoNumbers"))
-            stack_id = None
-            order = (
-                _float(ds.get("TemporalPositionIdentifier"), 0.0),
-                _float(ds.get("TriggerTime"), 0.0),
-                _float(ds.get("AcquisitionNumber"), 0.0),
-                str(ds.get("AcquisitionTime", "") or ds.get("ContentTime", "")),
-                _float(ds.get("InstanceNumber"), 0.0),
-            )
-        if slope is None:
-            slope = _float(ds.get("RescaleSlope"), 1.0)
-        if intercept is None:
-            intercept = _float(ds.get("RescaleIntercept"), 0.0)
-        row_cos = col_cos = None
-        if iop is not None:
-            row_cos, col_cos = iop[:3], iop[3:]
-            with np.errstate(over="ignore", invalid="ignore"):
-                nr, nc = np.linalg.norm(row_cos), np.linalg.norm(col_cos)
-                skew = abs(np.dot(row_cos, col_cos))
-            if (
-                not (np.isfinite(nr) and np.isfinite(nc) and np.isfinite(skew))
-                or nr < 1e-6
-                or nc < 1e-6
-                or skew > 1e-3 * nr * nc
-            ):
-                row_cos = col_cos = None  # degenerate orientation: treated as no geometry
-            else:
-                row_cos, col_cos = row_cos / nr, col_cos / nc
-        spacing = (float(ps[0]), float(ps[1])) if ps is not None and np.all(ps > 0) else (1.0, 1.0)
-        frames.append(
-            _Frame(
-                path=path,
-                frame=f if nframes > 1 or per_frame is not None else None,
-                rows=rows,
-                cols=cols,
-                position=pos,
-                row_cos=row_cos,
-                col_cos=col_cos,
-                pixel_spacing=spacing,
-                slope=float(slope if slope not in (None, 0) else 1.0),
-                intercept=float(intercept or 0.0),
-                window=window,
-                echo=echo,
-                stack_id=stack_id,
-                instance=int(_float(ds.get("InstanceNumber"), 0) or 0),
-                uid=str(ds.get("SOPInstanceUID", path.name)),
-                order_keys=order,
-                series=series,
-            )
-        )
-    return frames
 
 
 def _scan(files: list[Path]) -> tuple[list[_Frame], list[str]]:
@@ -304,84 +103,6 @@ def _scan(files: list[Path]) -> tuple[list[_Frame], list[str]]:
             seen.add(key)
             frames.append(fr)
     return frames, problems
-
-
-def _group(frames: list[_Frame]) -> dict[tuple, list[_Frame]]:
-    """Split frames into stacks that can form one regular volume."""
-    coarse: dict[tuple, list[_Frame]] = defaultdict(list)
-    for fr in frames:
-        s = fr.series
-        coarse[
-            (
-                s["SeriesInstanceUID"],
-                str(fr.echo) if fr.echo is not None else "",
-                s["ImageType"],
-                fr.rows,
-                fr.cols,
-                round(fr.pixel_spacing[0], 4),
-                round(fr.pixel_spacing[1], 4),
-                str(fr.stack_id) if fr.stack_id is not None else "",
-                fr.row_cos is None or fr.position is None,
-                s["SamplesPerPixel"],
-            )
-        ].append(fr)
-    stacks: dict[tuple, list[_Frame]] = {}
-    for key, members in coarse.items():
-        # orientation clusters within tolerance (rounding would split near a boundary)
-        reps: list[np.ndarray] = []
-        clusters: list[list[_Frame]] = []
-        for fr in members:
-            iop = np.zeros(6) if fr.row_cos is None else np.concatenate([fr.row_cos, fr.col_cos])
-            for i, rep in enumerate(reps):
-                if np.abs(rep - iop).max() <= _ORIENT_TOL:
-                    clusters[i].append(fr)
-                    break
-            else:
-                reps.append(iop)
-                clusters.append([fr])
-        for i, cluster in enumerate(clusters):
-            stacks[(*key, i)] = cluster
-    return stacks
-
-
-def _stack_labels(stacks: dict[tuple, list[_Frame]]) -> dict[tuple, str]:
-    """Readable names; a suffix only for what varies within one series."""
-    by_series: dict[str, list[tuple]] = defaultdict(list)
-    for key in stacks:
-        by_series[key[0]].append(key)
-    labels: dict[tuple, str] = {}
-    for keys in by_series.values():
-        first = stacks[keys[0]][0].series
-        base = str(
-            first.get("SeriesDescription")
-            or first.get("ProtocolName")
-            or f"series {first.get('SeriesNumber', '?')}"
-        ).strip()
-        varying = [i for i in range(1, 11) if len({k[i] for k in keys}) > 1]
-        for key in keys:
-            parts = []
-            for i in varying:
-                if i == 1:
-                    parts.append(f"echo {key[1]}")
-                elif i == 2:
-                    parts.append(key[2].replace("\\", "/").lower() or "no image type")
-                elif i == 7:
-                    parts.append(f"stack {key[7]}")
-                elif i == 10:
-                    parts.append(f"orientation {key[10] + 1}")
-                elif i in (3, 4, 5, 6):
-                    parts.append(f"{key[3]}x{key[4]}")
-            labels[key] = f"{base} ({', '.join(dict.fromkeys(parts))})" if parts else base
-    return labels
-
-
-def series_tag(series: dict[str, Any]) -> str:
-    """How a warning names its series: ``series 4 'T1 MPRAGE'`` (number and description)."""
-    number = series.get("SeriesNumber")
-    desc = str(series.get("SeriesDescription") or series.get("ProtocolName") or "").strip()
-    if number is None:
-        return f"series '{desc}'" if desc else "a series without number or description"
-    return f"series {number} '{desc}'" if desc else f"series {number}"
 
 
 def _decode(frames: list[_Frame]) -> np.ndarray:
@@ -427,128 +148,6 @@ def _decode(frames: list[_Frame]) -> np.ndarray:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
-
-
-def _sort_stack(frames: list[_Frame], normal: np.ndarray) -> list[list[_Frame]]:
-    """Sort by position along ``normal``; split repeats when every position has as many."""
-    frames = sorted(frames, key=lambda fr: (float(fr.position @ normal), fr.order_keys))
-    groups: list[list[_Frame]] = []
-    for fr in frames:
-        z = float(fr.position @ normal)
-        if groups and abs(z - float(groups[-1][0].position @ normal)) <= _SAME_POSITION_MM:
-            groups[-1].append(fr)
-        else:
-            groups.append([fr])
-    counts = {len(g) for g in groups}
-    if counts == {1}:
-        return [frames]
-    if len(counts) == 1:
-        m = counts.pop()
-        for g in groups:
-            g.sort(key=lambda fr: fr.order_keys)
-        return [[g[k] for g in groups] for k in range(m)]
-    dup = [g for g in groups if len(g) > 1]
-    z = float(dup[0][0].position @ normal)
-    raise LoadError(
-        f"duplicate slice positions: {len(dup)} of {len(groups)} positions hold more than one "
-        f"slice (e.g. {len(dup[0])} slices at {z:.2f} mm along the slice normal), and not every "
-        "position has the same number, so they cannot be split into repeats"
-    )
-
-
-def _stack_geometry(frames: list[_Frame], path: Path) -> tuple[Geometry, list[str], np.ndarray | None]:
-    """Geometry of a sorted stack; returns a tilt matrix to resample with when tilted."""
-    fr0 = frames[0]
-    row_cos, col_cos = fr0.row_cos, fr0.col_cos
-    normal = np.cross(row_cos, col_cos)
-    normal /= np.linalg.norm(normal)
-    dy, dx = fr0.pixel_spacing
-    notes: list[str] = []
-    n = len(frames)
-    positions = np.array([fr.position for fr in frames])
-    if n == 1:
-        thickness = _float(fr0.series.get("SliceThickness"), None) or 1.0
-        direction = np.column_stack([normal, col_cos, row_cos])
-        return Geometry((1, fr0.rows, fr0.cols), (thickness, dy, dx), positions[0], direction), notes, None
-
-    z = positions @ normal
-    steps = np.diff(z)
-    step = (z[-1] - z[0]) / (n - 1)
-    median = float(np.median(steps))
-    tol = max(0.005, min(0.05 * median, 0.1))
-    residual = np.abs(z - (z[0] + step * np.arange(n)))
-    if residual.max() > tol:
-        big = np.flatnonzero(steps > 1.5 * median)
-        if big.size:
-            i = int(big[0])
-            missing = round(float(steps[i]) / median) - 1
-            raise LoadError(
-                f"missing slice: a gap of {steps[i]:.2f} mm between slices at {z[i]:.2f} and "
-                f"{z[i + 1]:.2f} mm along the slice normal, where the spacing is {median:.2f} mm "
-                f"(about {missing} slice{'s' if missing != 1 else ''} missing; "
-                f"{big.size} gap{'s' if big.size != 1 else ''} in all)",
-                path,
-            )
-        raise LoadError(
-            f"irregular slice spacing: steps between slices range from {steps.min():.3f} to "
-            f"{steps.max():.3f} mm along the slice normal",
-            path,
-        )
-
-    stride = (positions[-1] - positions[0]) / (n - 1)  # LPS mm per slice
-    lateral = stride - step * normal
-    in_line = np.linalg.norm(positions - (positions[0] + np.outer(np.arange(n), stride)), axis=1)
-    if in_line.max() > max(tol, 0.01 * min(dx, dy)):
-        raise LoadError(
-            f"slice positions do not lie on a line: a slice is {in_line.max():.2f} mm off the "
-            "line through the first and last slice",
-            path,
-        )
-    direction = np.column_stack([normal, col_cos, row_cos])
-    if np.linalg.norm(lateral) * (n - 1) <= 0.01 * min(dx, dy):
-        return Geometry((n, fr0.rows, fr0.cols), (step, dy, dx), positions[0], direction), notes, None
-
-    tilt = math.degrees(math.atan2(np.linalg.norm(lateral), step))
-    notes.append(
-        f"gantry tilt of {tilt:.2f} degrees corrected by resampling onto an orthogonal grid "
-        f"(slices shift {np.linalg.norm(lateral):.3f} mm in-plane per {step:.3f} mm step)"
-    )
-    # true index->LPS (columns in array order z, y, x): sheared along the slice axis
-    sheared = np.column_stack([stride, col_cos * dy, row_cos * dx])
-    return (
-        Geometry((n, fr0.rows, fr0.cols), (step, dy, dx), positions[0], direction),
-        notes,
-        sheared,
-    )
-
-
-def _untilt(array: np.ndarray, geometry: Geometry, sheared: np.ndarray) -> tuple[np.ndarray, Geometry]:
-    """Resample a sheared (tilted) stack onto an orthogonal grid covering it."""
-    import SimpleITK as sitk
-
-    from .formats import to_sitk
-
-    origin = np.asarray(geometry.origin)
-    straight = geometry.direction * np.asarray(geometry.spacing)[None, :]
-    # corners of the true (sheared) volume, in the orthogonal frame's index units
-    corners = np.array(np.meshgrid(*[[0, s - 1] for s in geometry.shape], indexing="ij")).reshape(3, -1).T
-    true_pts = corners @ sheared.T
-    idx = true_pts @ np.linalg.inv(straight).T
-    lo, hi = np.floor(idx.min(axis=0) + 1e-6), np.ceil(idx.max(axis=0) - 1e-6)
-    shape = tuple(int(h - low) + 1 for low, h in zip(lo, hi, strict=True))
-    out_geom = Geometry(shape, geometry.spacing, origin + straight @ lo, geometry.direction)
-    check_memory(int(np.prod(shape)) * 4, "resampled volume")
-
-    src = to_sitk(array.astype(np.float32), geometry)  # stored as if untilted
-    ref = to_sitk(np.zeros(shape, dtype=np.float32), out_geom)
-    # output point q -> index in the sheared stack -> where that index sits in `src`
-    a = straight @ np.linalg.inv(sheared)
-    transform = sitk.AffineTransform(3)
-    transform.SetMatrix(tuple(a.ravel()))
-    transform.SetCenter(tuple(origin))
-    background = float(array.min())
-    out = sitk.Resample(src, ref, transform, sitk.sitkLinear, background, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out), out_geom
 
 
 def _volume_from_stack(
@@ -638,6 +237,26 @@ def read_dicom(path: str | os.PathLike[str]) -> list[Volume]:
     every warning of a load once.
     """
     path = Path(path)
+    files, other = _dicom_files(path)
+    frames, problems = _scan(files)
+    if other:
+        problems.insert(0, f"{len(other)} non-DICOM file{'s' if len(other) != 1 else ''} skipped")
+    volumes, failures = _volumes(_group(frames), path)
+    if not volumes:
+        if not failures and problems:
+            more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+            raise LoadError(f"no DICOM images could be read ({'; '.join(problems[:3])}{more})", path)
+        raise LoadError("; ".join(failures) if failures else "no image frames found", path)
+    skipped = [f"{f} - skipped" for f in failures] + problems
+    for msg in skipped:
+        warnings.warn(f"{path}: {msg}", LoadWarning, stacklevel=2)
+    # notes on the folder, not on one series: said once, with the first volume
+    volumes[0].warnings.extend(skipped)
+    return volumes
+
+
+def _dicom_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """The DICOM files of ``path`` (a folder, or the folder of a DICOM file) and the other files."""
     if path.is_file():
         if not is_dicom_file(path):
             size = path.stat().st_size
@@ -652,11 +271,11 @@ def read_dicom(path: str | os.PathLike[str]) -> list[Volume]:
         n = len(other)
         detail = f"{n} file{'s' if n != 1 else ''}, none of them DICOM" if other else "the folder is empty"
         raise LoadError(f"no DICOM images found ({detail})", path)
+    return files, other
 
-    frames, problems = _scan(files)
-    if other:
-        problems.insert(0, f"{len(other)} non-DICOM file{'s' if len(other) != 1 else ''} skipped")
-    stacks = _group(frames)
+
+def _volumes(stacks: dict[tuple, list[_Frame]], path: Path) -> tuple[list[Volume], list[str]]:
+    """Every stack's volumes, in series-number order, and why the stacks that failed did."""
     labels = _stack_labels(stacks)
     volumes: list[Volume] = []
     failures: list[str] = []
@@ -673,40 +292,34 @@ def read_dicom(path: str | os.PathLike[str]) -> list[Volume]:
         label = labels[key]
         tag = series_tag(members[0].series)
         who = tag if f"'{label}'" in tag else f"{tag} ('{label}')"
-        split = len(orientations[key[0]])
         try:
-            if members[0].row_cos is not None and all(fr.position is not None for fr in members):
-                normal = np.cross(members[0].row_cos, members[0].col_cos)
-                normal /= np.linalg.norm(normal)
-                parts = _sort_stack(members, normal)
-            else:
-                parts = [members]
-            for k, part in enumerate(parts):
-                name = label if len(parts) == 1 else f"{label} (repeat {k + 1} of {len(parts)})"
-                notes = []
-                if split > 1:
-                    notes.append(
-                        f"holds {split} slice orientations: split into {split} volumes, one per orientation"
-                    )
-                if len(parts) > 1:
-                    notes.append(
-                        f"{len(parts)} slices at every position: split into {len(parts)} volumes by "
-                        "temporal position / acquisition number / time"
-                    )
-                volumes.append(_volume_from_stack(part, name, path, notes, tag=tag))
+            # appended one by one: a repeat that fails keeps the repeats read before it
+            for volume in _stack_volumes(members, label, path, tag, len(orientations[key[0]])):
+                volumes.append(volume)
         except LoadError as exc:
             where = f"{Path(exc.path).name}: " if exc.path and exc.path != str(path) else ""
             failures.append(f"{who}: {where}{exc.reason}")
         except (ValueError, ArithmeticError) as exc:  # geometry no grid can hold (found by fuzzing)
             failures.append(f"{who}: unusable geometry ({exc})")
-    if not volumes:
-        if not failures and problems:
-            more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
-            raise LoadError(f"no DICOM images could be read ({'; '.join(problems[:3])}{more})", path)
-        raise LoadError("; ".join(failures) if failures else "no image frames found", path)
-    skipped = [f"{f} - skipped" for f in failures] + problems
-    for msg in skipped:
-        warnings.warn(f"{path}: {msg}", LoadWarning, stacklevel=2)
-    # notes on the folder, not on one series: said once, with the first volume
-    volumes[0].warnings.extend(skipped)
-    return volumes
+    return volumes, failures
+
+
+def _stack_volumes(members: list[_Frame], label: str, path: Path, tag: str, split: int) -> Iterator[Volume]:
+    """One stack's volumes: one, or one per repeat when every position holds as many slices."""
+    if members[0].row_cos is not None and all(fr.position is not None for fr in members):
+        normal = np.cross(members[0].row_cos, members[0].col_cos)
+        normal /= np.linalg.norm(normal)
+        parts = _sort_stack(members, normal)
+    else:
+        parts = [members]
+    for k, part in enumerate(parts):
+        name = label if len(parts) == 1 else f"{label} (repeat {k + 1} of {len(parts)})"
+        notes = []
+        if split > 1:
+            notes.append(f"holds {split} slice orientations: split into {split} volumes, one per orientation")
+        if len(parts) > 1:
+            notes.append(
+                f"{len(parts)} slices at every position: split into {len(parts)} volumes by "
+                "temporal position / acquisition number / time"
+            )
+        yield _volume_from_stack(part, name, path, notes, tag=tag)
