@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from napari_mlmi_interp.cli import main
-from napari_mlmi_interp.io import load
+from napari_mlmi_interp.cli import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, main, scans
+from napari_mlmi_interp.errors import InputError
+from napari_mlmi_interp.io import LoadError, load
 
 from .conftest import assert_same_world
 
@@ -100,3 +101,74 @@ def test_models_lists_the_zoo(capsys):
     assert {"lesion-classifier", "lesion-protonet", "lesion-segmenter", "shortcut-classifier"} <= set(listed)
     assert listed["lesion-protonet"]["prototype"] is True
     assert listed["lesion-segmenter"]["task"] == "segmentation"
+
+
+def _raising(exc: BaseException):
+    def command(args):
+        raise exc
+
+    return command
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        InputError("--percent must be in (0, 100], got 0"),
+        LoadError("the file is empty", path="scan.nii.gz"),
+        PermissionError(13, "Permission denied", "out/scan.nii.gz"),
+    ],
+)
+def test_a_user_error_is_one_line_with_status_2(monkeypatch, capsys, exc):
+    monkeypatch.setattr(scans, "cmd_info", _raising(exc))
+    assert main(["info", "anything"]) == EXIT_USER_ERROR == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"mlmi-interp: error: {exc}\n"
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize(
+    "exc", [ZeroDivisionError("division by zero"), KeyError("class_index"), ValueError("bad internal state")]
+)
+def test_a_bug_is_an_internal_error_to_report_not_a_user_error(monkeypatch, capsys, exc):
+    monkeypatch.setattr(scans, "cmd_info", _raising(exc))
+    assert main(["info", "anything"]) == EXIT_INTERNAL_ERROR == 70
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"mlmi-interp: internal error, please report: {type(exc).__name__}: {exc}"
+    assert "--debug" in lines[1] and "issue tracker" in lines[1]
+    assert len(lines) == 2 and "mlmi-interp: error:" not in lines[0]
+
+
+def test_a_bug_under_debug_raises_itself(monkeypatch):
+    monkeypatch.setattr(scans, "cmd_info", _raising(ZeroDivisionError("division by zero")))
+    with pytest.raises(ZeroDivisionError, match="division by zero"):
+        main(["--debug", "info", "anything"])
+
+
+def test_a_bug_shows_its_traceback_only_under_debug():
+    code = (
+        "import sys; from napari_mlmi_interp.cli import main, scans\n"
+        "def bug(args): return {}['missing']\n"
+        "scans.cmd_info = bug\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    plain = subprocess.run(
+        [sys.executable, "-c", code, "info", "x"], capture_output=True, text=True, timeout=120
+    )
+    assert plain.returncode == 70
+    assert "Traceback" not in plain.stderr
+    assert "internal error, please report: KeyError: 'missing'" in plain.stderr
+    debug = subprocess.run(
+        [sys.executable, "-c", code, "--debug", "info", "x"], capture_output=True, text=True, timeout=120
+    )
+    assert debug.returncode == 1  # the interpreter's own status for an uncaught exception
+    assert "Traceback" in debug.stderr and "KeyError: 'missing'" in debug.stderr
+    assert "internal error" not in debug.stderr
+
+
+def test_the_package_runs_as_a_module_and_lists_every_command():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("info", "convert", "sample", "models", "predict", "methods", "explain", "evaluate"):
+        assert f"    {command} " in proc.stdout
+    for command in ("batch", "report", "ratings", "view", "demo"):
+        assert f"    {command} " in proc.stdout

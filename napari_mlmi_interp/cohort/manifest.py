@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 from ..io.formats import IMAGE_SUFFIXES, image_suffix
 from ..io.pseudonym import pseudonymize
 
@@ -69,16 +70,16 @@ def read_cases(source: str | os.PathLike[str], *, masks: str | os.PathLike[str] 
     src = Path(source)
     mask_dir = Path(masks) if masks else None
     if mask_dir is not None and not mask_dir.is_dir():
-        raise ValueError(f"{mask_dir}: the masks folder does not exist")
+        raise InputError(f"{mask_dir}: the masks folder does not exist")
     cases: list[Case] = []
     if src.is_file() and src.suffix.lower() == ".csv":
         with src.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or "scan" not in reader.fieldnames:
-                raise ValueError(f"{src}: a manifest needs a 'scan' column (and optionally 'roi', 'label')")
+                raise InputError(f"{src}: a manifest needs a 'scan' column (and optionally 'roi', 'label')")
             for i, row in enumerate(reader, start=2):
                 if not (row.get("scan") or "").strip():
-                    raise ValueError(f"{src}, line {i}: empty 'scan'")
+                    raise InputError(f"{src}, line {i}: empty 'scan'")
                 scan = src.parent / row["scan"].strip()
                 roi = src.parent / row["roi"].strip() if (row.get("roi") or "").strip() else None
                 if roi is None and mask_dir is not None:
@@ -91,10 +92,10 @@ def read_cases(source: str | os.PathLike[str], *, masks: str | os.PathLike[str] 
                 roi = _find_mask(mask_dir, p) if mask_dir is not None else None
                 cases.append(_case(p, roi, None))
     else:
-        raise ValueError(f"{src}: give a folder of scans or a CSV manifest")
+        raise InputError(f"{src}: give a folder of scans or a CSV manifest")
     if not cases:
-        raise ValueError(f"{src}: no scans found (image files or DICOM folders)")
+        raise InputError(f"{src}: no scans found (image files or DICOM folders)")
     keys = [c.key for c in cases]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"{src}: the same scan is listed twice")
+        raise InputError(f"{src}: the same scan is listed twice")
     return cases

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..io import load
 from ..io.volume import Volume
 from ..models.preprocessing import resample_to_grid
@@ -19,7 +20,7 @@ __all__ = ["evaluate_files", "flat_figures", "on_grid_of"]
 def _one(path: str | os.PathLike[str], what: str) -> Volume:
     volumes = load(path)
     if len(volumes) != 1:
-        raise ValueError(f"{path}: the {what} must be one volume, found {len(volumes)}")
+        raise InputError(f"{path}: the {what} must be one volume, found {len(volumes)}")
     return volumes[0]
 
 
@@ -30,7 +31,7 @@ def on_grid_of(volume: Volume, reference: Volume, *, labels: bool, what: str, no
     corners = np.array([[0, 0, 0], [s - 1 for s in reference.shape]])
     inside = volume.geometry.to_index(reference.geometry.to_lps(corners))
     if np.all(inside < -0.5) or np.all(inside > np.array(volume.shape) - 0.5):
-        raise ValueError(f"the {what} does not overlap the map in patient space")
+        raise InputError(f"the {what} does not overlap the map in patient space")
     notes.append(
         f"the {what} ({'x'.join(map(str, volume.shape))}) was resampled onto the map's grid "
         f"({'x'.join(map(str, reference.shape))}) by patient position"
@@ -66,7 +67,7 @@ def evaluate_files(
     if roi_path is not None:
         roi = on_grid_of(_one(roi_path, "ROI"), amap, labels=True, what="ROI", notes=notes) > 0
         if not roi.any():
-            raise ValueError(f"{roi_path}: the ROI is empty on the map's grid")
+            raise InputError(f"{roi_path}: the ROI is empty on the map's grid")
     if scan_path is not None:
         s = _one(scan_path, "scan")
         array = np.asarray(on_grid_of(s, amap, labels=False, what="scan", notes=notes))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InputError
 from ..explain.methods import Method, list_methods
 from ..vocabulary import ELEMENTS
 
@@ -103,9 +104,9 @@ _BY_PURPOSE = {
 def elements_for(reader: str, purpose: str) -> tuple[str, ...]:
     """The elements a (reader, purpose) goal needs, in the framework's order."""
     if reader not in _BY_READER:
-        raise ValueError(f"reader must be one of {', '.join(READERS)}, got {reader!r}")
+        raise InputError(f"reader must be one of {', '.join(READERS)}, got {reader!r}")
     if purpose not in _BY_PURPOSE:
-        raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+        raise InputError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
     wanted = _BY_READER[reader] | _BY_PURPOSE[purpose]
     return tuple(e for e in ELEMENTS if e in wanted)
 
@@ -121,12 +122,12 @@ class Goal:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+            raise InputError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if not self.elements:
             self.elements = elements_for(self.reader, self.purpose)
         unknown = set(self.elements) - set(ELEMENTS)
         if unknown:
-            raise ValueError(f"unknown elements {sorted(unknown)}; elements are {', '.join(ELEMENTS)}")
+            raise InputError(f"unknown elements {sorted(unknown)}; elements are {', '.join(ELEMENTS)}")
         self.elements = tuple(e for e in ELEMENTS if e in self.elements)
 
     def to_dict(self) -> dict[str, Any]:

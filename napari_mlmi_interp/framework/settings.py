@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from ..errors import InputError
 from ..metrics.regions import DEFAULT_TOPK_PERCENT as _TOPK
 
 __all__ = [
@@ -88,13 +89,13 @@ class FigureSettings:
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.topk_percent) <= 100.0:
-            raise ValueError(f"topk_percent must be in (0, 100], got {self.topk_percent}")
+            raise InputError(f"topk_percent must be in (0, 100], got {self.topk_percent}")
         if not float(self.tolerance_mm) >= 0.0:
-            raise ValueError(f"tolerance_mm must be >= 0, got {self.tolerance_mm}")
+            raise InputError(f"tolerance_mm must be >= 0, got {self.tolerance_mm}")
         if self.baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
+            raise InputError(f"baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
         if not float(self.blur_sigma_mm) > 0.0:
-            raise ValueError(f"blur_sigma_mm must be > 0, got {self.blur_sigma_mm}")
+            raise InputError(f"blur_sigma_mm must be > 0, got {self.blur_sigma_mm}")
 
     def with_(self, **changes: Any) -> FigureSettings:
         """A copy with ``changes`` applied (``None`` values are ignored: "keep the setting")."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from .errors import LoadError
 from .pseudonym import pseudonymize
 from .volume import Geometry, Volume
@@ -232,7 +233,7 @@ def to_sitk(array: np.ndarray, geometry: Geometry) -> Any:
     """A SimpleITK image holding ``array`` (z, y, x) on ``geometry``."""
     sitk = _sitk()
     if tuple(array.shape) != geometry.shape:
-        raise ValueError(f"array shape {array.shape} does not match geometry shape {geometry.shape}")
+        raise InputError(f"array shape {array.shape} does not match geometry shape {geometry.shape}")
     if array.dtype == bool:
         array = array.astype(np.uint8)
     elif array.dtype == np.float16:
@@ -260,7 +261,7 @@ def save(volume: Volume, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     suffix = image_suffix(path)
     if suffix is None:
-        raise ValueError(f"output must end in one of {', '.join(IMAGE_SUFFIXES)}, got {path.name!r}")
+        raise InputError(f"output must end in one of {', '.join(IMAGE_SUFFIXES)}, got {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     image = to_sitk(volume.array, volume.geometry)
     if volume.modality and volume.modality != "OT" and suffix in (".mha", ".mhd"):

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["Geometry", "Volume"]
 
 # Directions whose columns deviate from orthonormal by more than this are refused:
@@ -55,14 +57,14 @@ class Geometry:
         origin = tuple(float(o) for o in self.origin)
         direction = np.array(self.direction, dtype=float).reshape(3, 3)
         if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"shape must be three positive sizes (z, y, x), got {self.shape}")
+            raise InputError(f"shape must be three positive sizes (z, y, x), got {self.shape}")
         if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-            raise ValueError(f"spacing must be three positive finite mm values, got {self.spacing}")
+            raise InputError(f"spacing must be three positive finite mm values, got {self.spacing}")
         if len(origin) != 3 or not all(math.isfinite(o) for o in origin):
-            raise ValueError(f"origin must be three finite mm values, got {self.origin}")
+            raise InputError(f"origin must be three finite mm values, got {self.origin}")
         deviation = np.abs(direction.T @ direction - np.eye(3)).max()
         if not np.isfinite(deviation) or deviation > _ORTHO_TOL:
-            raise ValueError(
+            raise InputError(
                 "direction must be orthonormal (a rotation, possibly with a reflection), "
                 f"got columns deviating by {deviation:.3g}"
             )
@@ -105,16 +107,17 @@ class Geometry:
 
         Raises
         ------
-        ValueError
-            If the matrix is not 4x4, has a zero-length axis or contains shear.
+        InputError
+            If the matrix is not 4x4, has a zero-length axis or contains shear (a
+            ``ValueError`` too).
         """
         m = np.asarray(matrix, dtype=float)
         if m.shape != (4, 4):
-            raise ValueError(f"index_to_lps must be a 4x4 matrix, got shape {m.shape}")
+            raise InputError(f"index_to_lps must be a 4x4 matrix, got shape {m.shape}")
         linear = m[:3, :3]
         spacing = np.linalg.norm(linear, axis=0)
         if np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
-            raise ValueError(f"index_to_lps has an axis of zero or infinite length: {spacing}")
+            raise InputError(f"index_to_lps has an axis of zero or infinite length: {spacing}")
         return cls(tuple(shape), tuple(spacing), tuple(m[:3, 3]), linear / spacing[None, :])
 
     # -- axis permutations (exact: no resampling) ---------------------------------------
@@ -134,7 +137,7 @@ class Geometry:
     def transposed(self, axes: tuple[int, int, int]) -> Geometry:
         """Geometry of ``array.transpose(axes)``: the same voxels, axes reordered."""
         if sorted(axes) != [0, 1, 2]:
-            raise ValueError(f"axes must be a permutation of (0, 1, 2), got {axes}")
+            raise InputError(f"axes must be a permutation of (0, 1, 2), got {axes}")
         return Geometry(
             tuple(self.shape[a] for a in axes),
             tuple(self.spacing[a] for a in axes),
@@ -254,9 +257,9 @@ class Volume:
 
     def __post_init__(self) -> None:
         if self.array.ndim != 3:
-            raise ValueError(f"array must be 3D (z, y, x), got {self.array.ndim}D")
+            raise InputError(f"array must be 3D (z, y, x), got {self.array.ndim}D")
         if tuple(self.array.shape) != self.geometry.shape:
-            raise ValueError(
+            raise InputError(
                 f"array shape {self.array.shape} does not match geometry shape {self.geometry.shape}"
             )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import InputError
+
 __all__ = ["accuracy", "auroc", "dice"]
 
 
@@ -30,7 +32,7 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> float:
     y = np.asarray(labels).astype(bool).ravel()
     s = np.asarray(scores, dtype=float).ravel()
     if y.shape != s.shape:
-        raise ValueError(f"labels and scores must have the same length, got {y.size} and {s.size}")
+        raise InputError(f"labels and scores must have the same length, got {y.size} and {s.size}")
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
@@ -44,7 +46,7 @@ def accuracy(labels: ArrayLike, predicted: ArrayLike) -> float:
     """Fraction of equal entries."""
     a, b = np.asarray(labels).ravel(), np.asarray(predicted).ravel()
     if a.shape != b.shape:
-        raise ValueError(f"labels and predictions must have the same length, got {a.size} and {b.size}")
+        raise InputError(f"labels and predictions must have the same length, got {a.size} and {b.size}")
     return float((a == b).mean()) if a.size else float("nan")
 
 
@@ -52,6 +54,6 @@ def dice(a: ArrayLike, b: ArrayLike) -> float:
     """Dice overlap ``2|A & B| / (|A| + |B|)`` of two masks (1.0 when both are empty)."""
     x, y = np.asarray(a).astype(bool), np.asarray(b).astype(bool)
     if x.shape != y.shape:
-        raise ValueError(f"masks must have the same shape, got {x.shape} and {y.shape}")
+        raise InputError(f"masks must have the same shape, got {x.shape} and {y.shape}")
     total = int(x.sum()) + int(y.sum())
     return 1.0 if total == 0 else 2.0 * float((x & y).sum()) / total

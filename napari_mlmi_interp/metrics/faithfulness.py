@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = [
     "RandomisationResult",
     "baseline_like",
@@ -74,10 +76,10 @@ def baseline_like(x: Any, baseline: float | str | Any, *, blur_sigma: float | Se
             spatial = arr.ndim - 2
             sigma = np.broadcast_to(np.asarray(blur_sigma, dtype=np.float64), (spatial,))
             if np.any(sigma < 0):
-                raise ValueError(f"blur_sigma must be >= 0 voxels, got {blur_sigma}")
+                raise InputError(f"blur_sigma must be >= 0 voxels, got {blur_sigma}")
             full = (0.0, 0.0, *(float(v) for v in sigma))
             return torch.from_numpy(gaussian_filter(arr, sigma=full).astype(arr.dtype))
-        raise ValueError(
+        raise InputError(
             f"baseline must be a number, a tensor, 'zero', 'mean', 'min' or 'blur', got {baseline!r}"
         )
     if isinstance(baseline, int | float):
@@ -89,7 +91,7 @@ def baseline_like(x: Any, baseline: float | str | Any, *, blur_sigma: float | Se
 def _check_map(x: Any, attribution: np.ndarray) -> np.ndarray:
     a = np.asarray(attribution, dtype=np.float64)
     if tuple(a.shape) != tuple(x.shape[2:]):
-        raise ValueError(f"the map {a.shape} must have the input's spatial shape {tuple(x.shape[2:])}")
+        raise InputError(f"the map {a.shape} must have the input's spatial shape {tuple(x.shape[2:])}")
     return a
 
 
@@ -115,7 +117,7 @@ def _curve(
     import torch
 
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise InputError(f"steps must be >= 1, got {steps}")
     a = _check_map(x, attribution)
     base = baseline_like(x, baseline, blur_sigma=blur_sigma)
     order = torch.from_numpy(np.argsort(-a.ravel(), kind="stable"))
@@ -289,7 +291,7 @@ def randomisation_test(
 
     layers = parametrised_layers(module)
     if not layers:
-        raise ValueError("the model has no layer with parameters to randomise")
+        raise InputError("the model has no layer with parameters to randomise")
     top_first = layers[::-1]
     n_stages = max(1, min(max_stages, len(top_first)))
     bounds = np.linspace(0, len(top_first), n_stages + 1).round().astype(int)
@@ -361,7 +363,7 @@ def infidelity(
             noise = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype) * scale
             return noise, inputs - noise
         if perturbation != "subset":
-            raise ValueError(f"perturbation must be 'subset' or 'noise', not {perturbation!r}")
+            raise InputError(f"perturbation must be 'subset' or 'noise', not {perturbation!r}")
         coarse = [max(1, -(-s // block)) for s in spatial]
         keep = torch.rand((n, 1, *coarse), generator=generator) < subset_fraction
         for axis, s in enumerate(spatial):
@@ -401,7 +403,7 @@ def region_removal(
 
     m = np.asarray(region, dtype=bool)
     if tuple(m.shape) != tuple(x.shape[2:]):
-        raise ValueError(f"the region {m.shape} must have the input's spatial shape {tuple(x.shape[2:])}")
+        raise InputError(f"the region {m.shape} must have the input's spatial shape {tuple(x.shape[2:])}")
     base = baseline_like(x, baseline, blur_sigma=blur_sigma)
     mask = torch.from_numpy(m)[None, None]
     batch = torch.cat([x, torch.where(mask, base, x)])

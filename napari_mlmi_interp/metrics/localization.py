@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from .classification import auroc as _auroc
 from .regions import DEFAULT_TOPK_PERCENT, topk_mask
 
@@ -41,9 +42,9 @@ def _check(attribution: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, np.nda
     a = np.asarray(attribution, dtype=np.float64)
     m = np.asarray(roi) > 0
     if a.shape != m.shape:
-        raise ValueError(f"the map {a.shape} and the ROI {m.shape} must be on the same grid")
+        raise InputError(f"the map {a.shape} and the ROI {m.shape} must be on the same grid")
     if not m.any():
-        raise ValueError("the ROI is empty")
+        raise InputError("the ROI is empty")
     return a, m
 
 
@@ -91,7 +92,7 @@ def roi_auroc(attribution: np.ndarray, roi: np.ndarray) -> float:
     """AUROC of the map's values separating ROI voxels from the rest."""
     a, m = _check(attribution, roi)
     if m.all():
-        raise ValueError("the ROI covers the whole grid: nothing to separate it from")
+        raise InputError("the ROI covers the whole grid: nothing to separate it from")
     return float(_auroc(m.ravel().astype(int), a.ravel()))
 
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from .localization import peak_index
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
 def _affine(index_to_lps: np.ndarray) -> np.ndarray:
     m = np.asarray(index_to_lps, dtype=np.float64)
     if m.shape != (4, 4):
-        raise ValueError(f"index_to_lps must be a 4x4 matrix, got shape {m.shape}")
+        raise InputError(f"index_to_lps must be a 4x4 matrix, got shape {m.shape}")
     return m
 
 
@@ -119,7 +120,7 @@ def mass_per_label(
     a = np.clip(np.asarray(attribution, dtype=np.float64), 0, None)
     lab = np.asarray(labels)
     if lab.shape != a.shape:
-        raise ValueError(f"the label map {lab.shape} and the map {a.shape} must be on the same grid")
+        raise InputError(f"the label map {lab.shape} and the map {a.shape} must be on the same grid")
     total = a.sum()
     if total <= 0:
         return {}

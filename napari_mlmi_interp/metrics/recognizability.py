@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["components", "gini", "mass_region", "normalized_entropy"]
 
 _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
@@ -27,7 +29,7 @@ def mass_region(attribution: np.ndarray, fraction: float = 0.9) -> np.ndarray:
     included. Empty when the map has no positive value.
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"fraction must be in (0, 1], got {fraction}")
     a = np.asarray(attribution, dtype=np.float64)
     positive = np.sort(a[a > 0])[::-1]
     if positive.size == 0:

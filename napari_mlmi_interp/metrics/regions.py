@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["DEFAULT_TOPK_PERCENT", "topk_mask", "topk_threshold"]
 
 #: k of the top-k % region, the plugin's one default (re-exported by
@@ -19,7 +21,7 @@ def topk_threshold(attribution: np.ndarray, percent: float) -> float:
     *positive* evidence. ``percent`` is in (0, 100].
     """
     if not 0 < percent <= 100:
-        raise ValueError(f"percent must be in (0, 100], got {percent}")
+        raise InputError(f"percent must be in (0, 100], got {percent}")
     a = np.asarray(attribution, dtype=np.float64).ravel()
     k = max(1, round(a.size * percent / 100.0))
     return float(np.partition(a, a.size - k)[a.size - k])

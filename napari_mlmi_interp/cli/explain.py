@@ -1,0 +1,177 @@
+"""``explain``: one model, one method, one scan -> a map in the scan's geometry + provenance JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import Volume, binary_mask, load, output_stem, safe_name, save
+from ._common import QUIET_HELP, CliError, _Bar, _load, _out_dir, _progress_on, _warn
+from ._params import check_params, parse_params
+
+THRESHOLD_HINT = "; give --roi-threshold T to use the image > T as the mask"
+
+
+def _first_volume(path: str) -> Volume:
+    """The first volume found at ``path``; saying so on stderr when there are several."""
+    volumes = _load(path)
+    if len(volumes) > 1:
+        print(
+            f"mlmi-interp: {len(volumes)} volumes found; explaining the first, '{volumes[0].name}'",
+            file=sys.stderr,
+        )
+    return volumes[0]
+
+
+def _mask_on_grid(path: str, volume: Volume, what: str, threshold: float | None, hint: str) -> np.ndarray:
+    """The mask file at ``path`` as booleans on ``volume``'s grid (binary, or > ``threshold``)."""
+    (mask,) = load(path)[:1]
+    if not mask.geometry.same_grid(volume.geometry, atol_mm=1e-3):
+        raise CliError(f"{path}: the {what} mask is not on the scan's grid (shape or position differs)")
+    return binary_mask(mask, threshold=threshold, what=what, path=path, hint=hint)
+
+
+def _masks(
+    args: argparse.Namespace, method: Any, model: Any, volume: Volume
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(roi, region)`` from ``--roi`` / ``--region``, after checking they fit the model and method."""
+    if args.roi and model.spec.task != "segmentation":
+        raise CliError(
+            f"--roi must be used with a segmentation model, got the {model.spec.task} model "
+            f"'{model.spec.name}' (to occlude only around a region, use --method occlusion --region MASK)"
+        )
+    if args.roi_threshold is not None and not (args.roi or args.region):
+        raise CliError("--roi-threshold must come with --roi MASK or --region MASK")
+    if args.region and method.name != "occlusion":
+        raise CliError(f"--region must be used with --method occlusion, got --method {method.name}")
+    roi = region = None
+    if args.roi:
+        roi = _mask_on_grid(args.roi, volume, "ROI", args.roi_threshold, THRESHOLD_HINT)
+    if args.region:
+        region = _mask_on_grid(args.region, volume, "region", args.roi_threshold, THRESHOLD_HINT)
+    return roi, region
+
+
+def _run(args: argparse.Namespace, volume: Volume, model: Any, method: Any, **inputs: Any) -> Any:
+    """The explanation, with the cache (``--cache``) and a progress bar (terminal only)."""
+    from ..explain import explain
+
+    cache = None
+    if args.cache:
+        from ..explain import ResultCache
+
+        cache = ResultCache(args.cache)
+    bar = _Bar(_progress_on(args), method.name, "sample")
+    try:
+        return explain(volume, model, method.name, target=args.target, cache=cache, progress=bar, **inputs)
+    finally:
+        bar.close()
+
+
+def _say_what_was_explained(args: argparse.Namespace, model: Any, result: Any, roi: Any) -> None:
+    """On stderr: the class chosen for a segmentation without ``--target``, then every warning."""
+    if model.spec.task == "segmentation" and args.target is None:
+        where = "inside the given mask" if roi is not None else "inside the model's own segmentation of it"
+        print(
+            f"mlmi-interp: no --target: explaining class '{result.target['name']}' "
+            f"(index {result.target.get('class_index')}) {where}",
+            file=sys.stderr,
+        )
+    _warn(getattr(result.prediction, "warnings", []))
+    _warn(result.warnings)
+
+
+def _write(out: Path, volume: Volume, model: Any, result: Any) -> tuple[Path, Path, dict[str, Any]]:
+    """The native map (NIfTI) and its provenance (JSON) in ``out``: their paths and the provenance."""
+    # the scan's own name may be a patient's (DOE_JANE_19700101.nii.gz): never part of an output
+    stem = safe_name(f"{output_stem(volume)}_{model.spec.name}_{result.method}_{result.target['name']}")
+    map_path = save(result.native, out / f"{stem}.nii.gz")
+    provenance = {**result.summary(), "scan": volume.case_id, "map": str(map_path)}
+    prov_path = out / f"{stem}.json"
+    prov_path.write_text(json.dumps(provenance, indent=2))
+    return map_path, prov_path, provenance
+
+
+def _print_result(as_json: bool, result: Any, map_path: Path, prov_path: Path, provenance: dict) -> None:
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "map": str(map_path),
+                    "provenance": str(prov_path),
+                    "prediction": result.prediction.to_dict(),
+                    "peak_lps_mm": provenance["peak_lps_mm"],
+                }
+            )
+        )
+    else:
+        print(f"map:        {map_path}")
+        print(f"provenance: {prov_path}")
+        print(f"prediction: {result.prediction.label or result.prediction.volumes_ml}")
+        print(f"peak (LPS mm): {provenance['peak_lps_mm']}")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from ..explain import get_method
+    from ..models import resolve_model
+
+    out = _out_dir(args.out, "--out")
+    method = get_method(args.method)
+    params = parse_params(args.param)
+    check_params(method, params)
+    volume = _first_volume(args.scan)
+    model = resolve_model(args.model, spec=args.spec)
+    roi, region = _masks(args, method, model, volume)
+    result = _run(args, volume, model, method, roi=roi, region=region, params=params)
+    _say_what_was_explained(args, model, result, roi)
+    map_path, prov_path, provenance = _write(out, volume, model, result)
+    _print_result(args.json, result, map_path, prov_path, provenance)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``explain`` on the subcommand parsers ``sub``."""
+    p = sub.add_parser(
+        "explain", help="attribution map of a model's decision on SCAN, in the scan's geometry"
+    )
+    p.add_argument("scan")
+    p.add_argument("--model", required=True, metavar="NAME_OR_PATH")
+    p.add_argument("--spec", default=None)
+    p.add_argument("--method", required=True)
+    p.add_argument(
+        "--target",
+        default=None,
+        help="class name or index (default: the predicted class; segmentation: class 1)",
+    )
+    p.add_argument(
+        "--roi",
+        default=None,
+        metavar="MASK",
+        help="segmentation only: explain the --target class inside MASK (a binary mask on the scan's grid)",
+    )
+    p.add_argument(
+        "--region",
+        default=None,
+        metavar="MASK",
+        help="occlusion only: occlude only around MASK (faster when the question is about one region)",
+    )
+    p.add_argument(
+        "--roi-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="use the image > T as the --roi / --region mask (for a mask that is not binary)",
+    )
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--cache", metavar="DIR", default=None, help="reuse and store results in this cache folder"
+    )
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    p.set_defaults(func=cmd_explain)

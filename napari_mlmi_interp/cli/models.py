@@ -1,0 +1,100 @@
+"""Models and methods: ``models`` (the zoo and entry points), ``predict``, ``methods``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ._common import QUIET_HELP, CliError, _Bar, _load, _progress_on, _warn
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models import available_models
+
+    specs = available_models()
+    if args.json:
+        print(json.dumps([s.summary() for s in specs], indent=2))
+        return 0
+    if not specs:
+        print("no models (built-in zoo empty, no entry points)")
+    for s in specs:
+        kind = "prototype " if s.prototype else ""
+        print(f"{s.name:28s} {kind}{s.task:15s} classes: {', '.join(s.classes)}   [{s.source}]")
+    return 0
+
+
+def _print_prediction(pred: Any, name: str, model_name: str) -> None:
+    """Class probabilities (classifier) or segmented volumes in mL, one line each."""
+    print(f"{name}  [{model_name}]")
+    if pred.probabilities is not None:
+        for c, p in zip(pred.classes, pred.probabilities, strict=True):
+            print(f"    {c:20s} {p:.4f}{'  <- predicted' if c == pred.label else ''}")
+    else:
+        for c, ml in pred.volumes_ml.items():
+            print(f"    {c:20s} {ml:.3f} mL")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..models import ModelError, predict, resolve_model
+
+    volumes = _load(args.scan)
+    model = resolve_model(args.model, spec=args.spec)
+    results = []
+    bar = _Bar(_progress_on(args), "predict", "volume")
+    bar(0, len(volumes))
+    for i, v in enumerate(volumes):
+        try:
+            pred = predict(v, model)
+        except ModelError as exc:
+            bar.close()
+            raise CliError(f"{v.source or args.scan}: {exc}") from None
+        bar(i + 1, len(volumes))
+        if i + 1 == len(volumes):
+            bar.close()
+        _warn(getattr(pred, "warnings", []))
+        entry = {"volume": v.name, "case_id": v.case_id, **pred.to_dict(), "model_sha256": model.sha256}
+        results.append(entry)
+        if not args.json:
+            _print_prediction(pred, v.name, model.spec.name)
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from ..explain import list_methods
+
+    methods = list_methods()
+    if args.json:
+        print(json.dumps([m.summary() for m in methods], indent=2))
+        return 0
+    for m in methods:
+        sign = "signed" if m.signed else "positive"
+        print(f"{m.name:22s} {m.family:17s} {sign:9s} {', '.join(m.elements)}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``models``, ``predict`` and ``methods`` on the subcommand parsers ``sub``."""
+    p = sub.add_parser("models", help="list built-in and entry-point models")
+    p.add_argument(
+        "--json", action="store_true", help="print a list of {name, task, classes, prototype, ...}"
+    )
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("predict", help="run a model on SCAN: class probabilities or segmented volume in mL")
+    p.add_argument("scan")
+    p.add_argument(
+        "--model", required=True, metavar="NAME_OR_PATH", help="a model name, a spec file or a weights file"
+    )
+    p.add_argument("--spec", default=None, help="spec (YAML/JSON) for a weights file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("methods", help="list attribution methods (family, elements served, signedness)")
+    p.add_argument(
+        "--json", action="store_true", help="print a list of {name, family, elements, signed, ...}"
+    )
+    p.set_defaults(func=cmd_methods)
