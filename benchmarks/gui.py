@@ -121,14 +121,14 @@ def measure_stall(session: Session) -> dict[str, float]:
     widget.param_widgets["n_steps"].setValue(STALL_STEPS)
     ticks: list[float] = []
     reports: list[float] = []
-    widget._bridge.progress.connect(lambda d, t: reports.append(time.perf_counter()))
+    widget.jobs.bridge.progress.connect(lambda d, t: reports.append(time.perf_counter()))
     timer = QTimer()
     timer.setInterval(TICK_MS)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
     started = time.perf_counter()
     widget.run()
-    wait_until(lambda: widget._worker is None)
+    wait_until(lambda: not widget.jobs.busy)
     worker_end = time.perf_counter()
     wait_until(lambda: not widget.busy)
     idle = time.perf_counter()
@@ -175,7 +175,7 @@ def measure_panel_cancel(session: Session) -> dict[str, float]:
     widget.param_widgets["n_steps"].setValue(CANCEL_STEPS)
     widget.param_widgets["method"].setCurrentText("riemann_trapezoid")
     reports: list[float] = []
-    widget._bridge.progress.connect(lambda d, t: reports.append(time.perf_counter()))
+    widget.jobs.bridge.progress.connect(lambda d, t: reports.append(time.perf_counter()))
     n_layers = len(session.viewer.layers)
     widget.run()
     wait_until(lambda: len(reports) >= 3)

@@ -38,9 +38,10 @@ def main() -> None:
     # an axial cut across the sagittal stack shows the phantom's outline and the
     # slight obliquity of the acquisition, in LPS millimetres
     from napari_mlmi_interp.overlays import set_radiological_view
+    from napari_mlmi_interp.overlays.roles import scan_of
 
     set_radiological_view(viewer, "axial")
-    volume = layers[0].metadata["volume"]
+    volume = scan_of(layers[0])
     viewer.dims.point = tuple(volume.geometry.to_lps([(s - 1) / 2 for s in volume.shape]))
     viewer.reset_view()
     viewer.screenshot(str(out / "scanner_series.png"), canvas_only=False, flash=False)

@@ -10,9 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from .errors import MlmiError
 from .io import Volume
 
-__all__ = ["add_volumes", "show_volumes"]
+__all__ = ["DisplayError", "add_volumes", "show_volumes"]
+
+
+class DisplayError(MlmiError, RuntimeError):
+    """A screenshot came out blank: no OpenGL rendering here (no display, or no GL driver)."""
 
 
 def add_volumes(
@@ -62,5 +67,5 @@ def show_volumes(
     image = viewer.screenshot(str(out), canvas_only=False, flash=False)
     viewer.close()
     if image is None or not np.any(np.asarray(image)[..., :3]):
-        raise RuntimeError("the screenshot is blank: no OpenGL rendering (is a display present?)")
+        raise DisplayError("the screenshot is blank: no OpenGL rendering (is a display present?)")
     return out

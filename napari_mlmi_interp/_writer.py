@@ -19,15 +19,17 @@ __all__ = ["write_image", "write_labels"]
 
 def _write(path: str, data: Any, meta: dict[str, Any], *, labels: bool) -> list[str]:
     from .overlays import layer_volume
+    from .overlays.roles import Role, role_of, scale_of, state_metadata
 
     if image_suffix(path) is None:
         path = f"{path}.nii.gz"
     volume = layer_volume(data, meta)
     array = volume.array
-    layer_meta = meta.get("metadata") or {}
-    if not labels and layer_meta.get("kind") == "heatmap" and layer_meta.get("scale"):
+    layer_meta = state_metadata(meta)
+    scale = scale_of(layer_meta)
+    if not labels and role_of(layer_meta) is Role.HEATMAP and scale:
         # the layer shows map / scale (see overlays.explanation_layers); write the map itself
-        array = (np.asarray(array, dtype=np.float32) * np.float32(layer_meta["scale"])).astype(np.float32)
+        array = (np.asarray(array, dtype=np.float32) * np.float32(scale)).astype(np.float32)
         volume = replace(volume, array=array)
     if labels:
         if array.dtype.kind not in "iub":

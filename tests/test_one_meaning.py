@@ -166,7 +166,7 @@ def test_sidebar_cards_show_the_batch_figures_with_k(cohort, make_napari_viewer,
     sidebar = FrameworkSidebar(viewer, study_path=cohort["scan"].parent / "study.sqlite", reader="t")
     try:
         assert panel.percent.value() == DEFAULT_SETTINGS.topk_percent
-        layers = panel.show_result(explain(scan, model, "gradcam"), scan_layer.name, model=model, scan=scan)
+        layers = panel.show_result(explain(scan, model, "gradcam"), scan_layer.name, model=model)
         sidebar.select(layers["heatmap"])
         sidebar.select_region(roi_layer)
         assessment = sidebar.assess_now(with_model=False)

@@ -20,7 +20,7 @@ def _icon_pixels(item, size) -> np.ndarray:
 
 def _wait_report(qtbot, widget, target: str) -> None:
     qtbot.waitUntil(
-        lambda: widget.report is not None and widget.report.target_name == target and widget._worker is None,
+        lambda: widget.report is not None and widget.report.target_name == target and not widget.busy,
         timeout=120_000,
     )
 
@@ -64,3 +64,24 @@ def test_class_box_defaults_to_the_prediction_and_switches_the_rows(viewer_with_
     widget.run()
     _wait_report(qtbot, widget, "lesion")
     assert box.currentData() == "lesion"
+
+
+def test_cancel_drops_a_running_report(viewer_with_sample, qtbot):
+    """Cancel while the report is computed: no rows, no report, no layer; the panel is free again."""
+    from napari_mlmi_interp._widgets import PrototypeWidget
+
+    viewer, _scan, _mask = viewer_with_sample
+    widget = PrototypeWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Prototypes")
+    n_layers = len(viewer.layers)
+    assert not widget.cancel_button.isEnabled()
+    widget.run()
+    assert widget.busy and widget.cancel_button.isEnabled() and not widget.run_button.isEnabled()
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.status.text() == "Cancelled."
+    assert widget.report is None and widget.list.count() == 0 and len(viewer.layers) == n_layers
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+    widget.run()  # and it runs again to the end
+    _wait_report(qtbot, widget, "lesion")
+    assert widget.list.count() == 5

@@ -190,3 +190,34 @@ def test_reader_study_is_blinded_and_resumes(viewer_with_sample, qtbot, widgets,
     back.next_case()
     qtbot.waitUntil(lambda: back.study_item is not None and not back.busy, timeout=120_000)
     assert back.study_item[1].id == order[1] and back.study_item[0] == 1
+
+
+def test_next_case_loads_off_the_gui_thread_and_can_be_cancelled(
+    viewer_with_sample, qtbot, widgets, tmp_path
+):
+    """Preparing a study case (scan read, model loaded, method run) is a job with Cancel."""
+    viewer, _scan, _mask = viewer_with_sample
+    save(make_sample().scan, tmp_path / "a.nii.gz")
+    study_file = tmp_path / "study.json"
+    study_file.write_text(
+        json.dumps(
+            {
+                "study": "pilot",
+                "cases": ["a.nii.gz"],
+                "conditions": [{"model": "lesion-classifier", "method": "saliency", "target": "lesion"}],
+            }
+        )
+    )
+    sidebar = _sidebar(viewer, widgets, tmp_path / "study.sqlite", reader="ana")
+    sidebar.open_study(study_file)
+    before = [ly.name for ly in viewer.layers]
+    sidebar.next_case()
+    # next_case returned at once: the case is being prepared in a worker, Cancel is offered
+    assert sidebar.busy and sidebar.cancel_button.isEnabled() and not sidebar.model_button.isEnabled()
+    assert "Preparing Explanation 1" in sidebar.status.text()
+    sidebar.cancel_button.click()
+    qtbot.waitUntil(lambda: not sidebar.busy, timeout=120_000)
+    assert sidebar.status.text() == "Cancelled."
+    assert [ly.name for ly in viewer.layers] == before and sidebar.study_item is None
+    assert sidebar.model_button.isEnabled() and not sidebar.cancel_button.isEnabled()
+    assert sidebar.store.done_items("pilot", reader="ana") == set()  # nothing was shown, nothing done

@@ -78,6 +78,23 @@ def test_progress_is_monotonic_and_cancel_adds_no_layer(viewer_with_sample, qtbo
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
 
 
+def test_a_model_file_loads_off_the_gui_thread_and_a_run_waits_for_it(viewer_with_sample, qtbot, widgets):
+    from napari_mlmi_interp.models.registry import zoo_dir
+
+    viewer, scan, _mask = viewer_with_sample
+    widget = _explain_widget(viewer, widgets)
+    path = str(zoo_dir() / "lesion-classifier.json")
+    widget.load_model_file(path)
+    assert widget.loader.busy and widget.busy  # the weights are read in a worker thread
+    widget.run()  # queued until the model has loaded
+    assert "once the model has loaded" in widget.status.text()
+    _wait_idle(qtbot, widget)
+    assert widget.model.currentData() == path and widget.model.currentText() == "lesion-classifier (file)"
+    result = widget.last_result
+    assert result is not None and result.method == "gradcam" and result.target["name"] == "lesion"
+    assert viewer.layers[f"{scan.name} · Grad-CAM · lesion"] is not None
+
+
 def test_event_loop_keeps_turning_while_integrated_gradients_runs(viewer_with_sample, qtbot, widgets):
     """While the worker is in the middle of the attribution, the GUI thread processes events.
 
@@ -100,7 +117,7 @@ def test_event_loop_keeps_turning_while_integrated_gradients_runs(viewer_with_sa
         if "ticks_at_ask" in handshake and len(ticks) >= handshake["ticks_at_ask"] + 3:
             turned.set()
 
-    original = widget._bridge.reporter
+    original = widget.jobs.bridge.reporter
 
     def reporter(token):
         report = original(token)
@@ -114,7 +131,7 @@ def test_event_loop_keeps_turning_while_integrated_gradients_runs(viewer_with_sa
 
         return waiting_report
 
-    widget._bridge.reporter = reporter
+    widget.jobs.bridge.reporter = reporter
     timer = QTimer()
     timer.setInterval(20)
     timer.timeout.connect(tick)
@@ -170,10 +187,11 @@ def test_overlay_layers_can_be_toggled_moved_and_deleted(viewer_with_sample, qtb
     assert heatmaps[0].metadata["scale"] != heatmaps[1].metadata["scale"]
     widget.blending.setCurrentText("additive")
     assert all(h.blending == "additive" for h in heatmaps)
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid  # napari 0.9 moved it
     widget.compare_button.setChecked(True)
-    assert viewer.grid.enabled and viewer.grid.stride == 2
+    assert grid.enabled and grid.stride == 2
     widget.compare_button.setChecked(False)
-    assert not viewer.grid.enabled
+    assert not grid.enabled
     assert not [ly for ly in viewer.layers if ly.metadata.get("kind") == "compare-anatomy"]
     for layer in [ly for ly in viewer.layers if ly.metadata.get("group")]:
         viewer.layers.remove(layer)
@@ -191,7 +209,7 @@ def test_prototype_panel_lists_prototypes_and_jumps_to_a_peak(viewer_with_sample
     viewer.window.add_dock_widget(widget, name="Prototypes")
     assert widget.model.currentText() == "lesion-protonet"
     widget.run()
-    qtbot.waitUntil(lambda: widget.report is not None and widget._worker is None, timeout=PATIENT_MS)
+    qtbot.waitUntil(lambda: widget.report is not None and not widget.busy, timeout=PATIENT_MS)
     report = widget.report
     assert widget.list.count() == len(report.matches) == 5
     assert all(np.isfinite(m.similarity) and np.isfinite(m.contribution) for m in report.matches)
@@ -223,12 +241,17 @@ def test_reference_panel_for_a_model_without_prototypes(viewer_with_sample, qtbo
     viewer.window.add_dock_widget(widget, name="Prototypes")
     widget.model.setCurrentIndex(widget.model.findText("lesion-classifier"))
     widget.run()  # no library chosen yet: a message, nothing runs
-    assert "reference library" in widget.status.text() and widget._worker is None
+    assert "reference library" in widget.status.text() and not widget.busy
     widget.library.setText(str(tmp_path))
     widget.top.setValue(3)
     widget.run()
-    qtbot.waitUntil(lambda: widget._worker is None and widget.list.count() == 3, timeout=PATIENT_MS)
+    qtbot.waitUntil(lambda: not widget.busy and widget.list.count() == 3, timeout=PATIENT_MS)
     assert all(np.isfinite(m.similarity) for m in widget.references)
     n = len(viewer.layers)
-    layer = widget.open_reference(0)
+    opened = []
+    widget.reference_opened.connect(opened.append)
+    widget.open_reference(0)  # read off the GUI thread
+    qtbot.waitUntil(lambda: not widget.busy and bool(opened), timeout=PATIENT_MS)
+    layer = opened[0]
+    assert layer is viewer.layers[-1]
     assert len(viewer.layers) == n + 1 and layer.name.startswith("reference · ")

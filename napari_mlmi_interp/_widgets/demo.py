@@ -28,69 +28,23 @@ def build_demo(viewer, study_path: str | Path | None = None) -> dict[str, Any]:
 
     Returns the widgets, layers and a JSON-ready summary.
     """
-    from ..explain import explain, prototype_report
-    from ..models import resolve_model
-    from ..overlays import add_layer, set_radiological_view, volume_layer_data
+    from ..overlays import set_radiological_view
     from ..sample import LESION_CENTRE_LPS, make_sample
-    from .explain_widget import ExplainWidget
-    from .prototype_widget import PrototypeWidget
-    from .sidebar import FrameworkSidebar
 
     sample = make_sample()
-    scan_layer = add_layer(viewer, volume_layer_data(sample.scan))
-    mask_layer = add_layer(
-        viewer, volume_layer_data(sample.mask, layer_type="labels", opacity=0.35, name="lesion mask (truth)")
-    )
-    mask_layer.visible = (
-        False  # the reader compares the overlays with the anatomy; the truth is one click away
-    )
-
-    explain_widget = ExplainWidget(viewer)
-    proto_widget = PrototypeWidget(viewer)
+    scan_layer, mask_layer = _add_sample(viewer, sample)
     if study_path is None:
         import tempfile
 
         study_path = Path(tempfile.mkdtemp(prefix="mlmi-demo-")) / "demo_study.sqlite"
-    sidebar = FrameworkSidebar(viewer, study_path=study_path, reader="demo")
-    sidebar_dock = viewer.window.add_dock_widget(sidebar, name="Interpretability framework", area="right")
-    viewer.window.add_dock_widget(explain_widget, name="Explain", area="right", tabify=True)
-    viewer.window.add_dock_widget(proto_widget, name="Prototypes", area="right", tabify=True)
-    sidebar_dock.raise_()  # the sidebar's tab in front
-
-    classifier = resolve_model("lesion-classifier")
+    panels = _add_panels(viewer, study_path)
     # the contour, the sidebar and `evaluate` all use the shared top-k % (framework.settings):
     # the top 1 % (about 9,000 voxels, 70 mL) outlines the strongest evidence
-    summary: dict[str, Any] = {"lesion_centre_lps_mm": list(LESION_CENTRE_LPS), "explanations": []}
-    model_input = None
-    layers = {}
-    for method in ("integrated_gradients", "gradcam"):
-        result = explain(sample.scan, classifier, method, target="lesion", model_input=model_input)
-        model_input = result.prediction.model_input
-        layers[method] = explain_widget.show_result(
-            result, scan_layer.name, model=classifier, scan=sample.scan
-        )
-        summary["explanations"].append(
-            {
-                **result.summary(),
-                "peak_to_lesion_mm": round(
-                    _distance_mm(sample.scan, sample.mask.array, result.peak_lps()), 2
-                ),
-            }
-        )
-    for layer in layers["integrated_gradients"].values():
-        layer.visible = False  # Grad-CAM on top; IG one click away (or use Compare)
-
-    protonet = resolve_model("lesion-protonet")
-    # the predicted class's prototypes (the panel's class box lists the other class's)
-    report = prototype_report(sample.scan, protonet, top=5)
-    proto_widget.set_report(report, scan_layer.name, model=protonet)
-    summary["prototypes"] = {
-        "model": protonet.spec.name,
-        "prediction": report.prediction.to_dict(),
-        "target": report.target_name,
-        "top": [m.summary() for m in report.matches],
-    }
+    summary: dict[str, Any] = {"lesion_centre_lps_mm": list(LESION_CENTRE_LPS)}
+    layers, summary["explanations"] = _explain_sample(panels["explain_widget"], sample, scan_layer)
+    summary["prototypes"] = _show_prototypes(panels["prototype_widget"], sample, scan_layer)
     # the sidebar judges Grad-CAM against the lesion mask (the reader's true region)
+    sidebar = panels["sidebar"]
     sidebar.select(layers["gradcam"]["heatmap"])
     sidebar.select_region(mask_layer)
     assessment = sidebar.assess_now(with_model=True)
@@ -103,15 +57,75 @@ def build_demo(viewer, study_path: str | Path | None = None) -> dict[str, Any]:
     set_radiological_view(viewer, "axial")
     viewer.dims.point = tuple(float(c) for c in LESION_CENTRE_LPS)
     viewer.layers.selection.active = layers["gradcam"]["heatmap"]
+    return {**panels, "summary": summary, "layers": layers, "scan_layer": scan_layer, "sample": sample}
+
+
+def _add_sample(viewer, sample) -> tuple[Any, Any]:
+    """The sample scan and its lesion mask (hidden: the truth is one click away)."""
+    from ..overlays import add_layer, volume_layer_data
+
+    scan_layer = add_layer(viewer, volume_layer_data(sample.scan))
+    mask_layer = add_layer(
+        viewer, volume_layer_data(sample.mask, layer_type="labels", opacity=0.35, name="lesion mask (truth)")
+    )
+    mask_layer.visible = False  # the reader compares the overlays with the anatomy
+    return scan_layer, mask_layer
+
+
+def _add_panels(viewer, study_path: str | Path) -> dict[str, Any]:
+    """The Explain, prototype and framework panels, docked right, the sidebar's tab in front."""
+    from .explain_widget import ExplainWidget
+    from .prototype_widget import PrototypeWidget
+    from .sidebar import FrameworkSidebar
+
+    explain_widget = ExplainWidget(viewer)
+    proto_widget = PrototypeWidget(viewer)
+    sidebar = FrameworkSidebar(viewer, study_path=study_path, reader="demo")
+    sidebar_dock = viewer.window.add_dock_widget(sidebar, name="Interpretability framework", area="right")
+    viewer.window.add_dock_widget(explain_widget, name="Explain", area="right", tabify=True)
+    viewer.window.add_dock_widget(proto_widget, name="Prototypes", area="right", tabify=True)
+    sidebar_dock.raise_()
     return {
         "sidebar": sidebar,
         "sidebar_dock": sidebar_dock,
-        "summary": summary,
         "explain_widget": explain_widget,
         "prototype_widget": proto_widget,
-        "layers": layers,
-        "scan_layer": scan_layer,
-        "sample": sample,
+    }
+
+
+def _explain_sample(explain_widget, sample, scan_layer) -> tuple[dict[str, Any], list[dict]]:
+    """Integrated Gradients, then Grad-CAM on top: their layers, and each one's summary."""
+    from ..explain import explain
+    from ..models.held import held_models
+
+    classifier = held_models().resolve("lesion-classifier")
+    model_input = None
+    layers, summaries = {}, []
+    for method in ("integrated_gradients", "gradcam"):
+        result = explain(sample.scan, classifier, method, target="lesion", model_input=model_input)
+        model_input = result.prediction.model_input
+        layers[method] = explain_widget.show_result(result, scan_layer.name, model=classifier)
+        peak_mm = _distance_mm(sample.scan, sample.mask.array, result.peak_lps())
+        summaries.append({**result.summary(), "peak_to_lesion_mm": round(peak_mm, 2)})
+    for layer in layers["integrated_gradients"].values():
+        layer.visible = False  # Grad-CAM on top; IG one click away (or use Compare)
+    return layers, summaries
+
+
+def _show_prototypes(proto_widget, sample, scan_layer) -> dict[str, Any]:
+    """The prototype network's report for the predicted class, listed in the panel."""
+    from ..explain import prototype_report
+    from ..models.held import held_models
+
+    protonet = held_models().resolve("lesion-protonet")
+    # the predicted class's prototypes (the panel's class box lists the other class's)
+    report = prototype_report(sample.scan, protonet, top=5)
+    proto_widget.set_report(report, scan_layer.name, model=protonet)
+    return {
+        "model": protonet.spec.name,
+        "prediction": report.prediction.to_dict(),
+        "target": report.target_name,
+        "top": [m.summary() for m in report.matches],
     }
 
 
@@ -153,7 +167,9 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     QApplication.processEvents()
     image = viewer.screenshot(str(shot), canvas_only=False, flash=False)
     if image is None or not np.any(np.asarray(image)[..., :3]):
-        raise RuntimeError("the screenshot is blank: no OpenGL rendering (is a display present?)")
+        from .._viewer import DisplayError
+
+        raise DisplayError("the screenshot is blank: no OpenGL rendering (is a display present?)")
     paths["2d"] = str(shot)
 
     surface = demo["layers"]["gradcam"].get("surface")

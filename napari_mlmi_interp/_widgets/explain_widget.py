@@ -1,8 +1,9 @@
 """The "Explain" dock widget: scan, model, method, target, parameters; Run / Cancel; overlays.
 
-Thin: choices go to :func:`napari_mlmi_interp.explain.explain` in a napari worker thread
-(the GUI never waits on the model); progress comes back through a Qt signal (queued to the
-GUI thread); results become layers through :mod:`napari_mlmi_interp.overlays`.
+Thin: choices go to :func:`napari_mlmi_interp.explain.explain` through a
+:class:`~._widgets.jobs.JobRunner` (a napari worker thread: the GUI never waits on the
+model, its loading included); progress comes back through a Qt signal (queued to the GUI
+thread); results become layers through :mod:`napari_mlmi_interp.overlays`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..explain import Cancelled, CancelToken, Explanation, explain, get_method, list_methods
+from ..errors import MlmiError
+from ..explain import Explanation, explain, get_method, list_methods
 from ..framework.settings import DEFAULT_TOPK_PERCENT
-from ..models import ModelError, available_models, resolve_model
+from ..models import available_models
+from ..models.held import held_models
 from ..overlays import (
     add_explanation_layers,
     compare_layers,
@@ -37,7 +40,8 @@ from ..overlays import (
     set_contour_percent,
     volume_of_layer,
 )
-from .common import ProgressBridge, wait_while_busy
+from ..overlays.roles import Role, layers_of, role_of, scan_layers
+from .jobs import JobRunner, describe_error
 
 #: Shown first: the methods a reader most often wants, cheapest first.
 RECOMMENDED = ("gradcam", "integrated_gradients", "smoothgrad", "occlusion", "gradcam_pp")
@@ -53,16 +57,11 @@ _CHOICES = {
 }
 
 
-def _image_layers(viewer) -> list:
-    return [ly for ly in viewer.layers if ly._type_string == "image" and ly.ndim == 3 and _is_scan(ly)]
-
-
-def _is_scan(layer) -> bool:
-    return layer.metadata.get("kind") not in ("heatmap", "similarity", "compare-anatomy")
-
-
 class ExplainWidget(QWidget):
     """Run an attribution method on a scan layer and show it as overlays.
+
+    The model is loaded (weights read, network built) in the explanation's own worker
+    thread, or, for a model picked from a file, by a loading job whose end a Run waits for.
 
     Signals
     -------
@@ -75,30 +74,47 @@ class ExplainWidget(QWidget):
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._models: dict[str, Any] = {}
+        self._specs: dict[str, Any] = {}
+        self._file_models: dict[str, str] = {}  # models loaded from files: path -> model name
         self._inputs: dict[tuple[int, str], Any] = {}
-        self._token: CancelToken | None = None
-        self._worker = None
         self._adding = False
-        self._bridge = ProgressBridge()
-        self._bridge.progress.connect(self._on_progress)
+        self._run_queued = False
         self.last_result: Explanation | None = None
         self.progress_seen: list[tuple[int, int]] = []
+        self._build_choices()
+        self._build_overlay_options()
+        self._build_run_controls()
+        self._lay_out()
+        self.jobs = JobRunner(
+            self, progress=self.progress, cancel_button=self.cancel_button, status=self.status
+        )
+        self.jobs.cancelled_text = "Cancelled: no layer added."
+        self.jobs.progressed.connect(lambda done, total: self.progress_seen.append((done, total)))
+        self.jobs.busy_changed.connect(lambda busy: self.run_button.setEnabled(not busy))
+        self.loader = JobRunner(self, status=self.status)  # models picked from a file
+        self._fill_models()
+        self.refresh_layers()
+        self._connect()
+        self._on_model_changed()
 
+    # -- building the panel ------------------------------------------------------------------------
+    def _build_choices(self) -> None:
         self.scan = QComboBox()
         self.model = QComboBox()
         self.method = QComboBox()
         self.target = QComboBox()
         self.params_form = QFormLayout()
         self.param_widgets: dict[str, QWidget] = {}
+
+    def _build_overlay_options(self) -> None:
+        from ..explain.budget import default_budget_mb
+
         self.percent = QDoubleSpinBox()
         self.percent.setRange(0.5, 50.0)
         self.percent.setSingleStep(0.5)
         self.percent.setValue(DEFAULT_TOPK_PERCENT)  # the sidebar's, evaluate's and batch's k
         self.percent.setSuffix(" %")
         self.percent.setToolTip("the contour outlines the top k % most attributed voxels")
-        from ..explain.budget import default_budget_mb
-
         self.budget = QSpinBox()
         self.budget.setRange(64, 1_000_000)
         self.budget.setSingleStep(256)
@@ -114,9 +130,10 @@ class ExplainWidget(QWidget):
         )
         self.surface = QCheckBox("isosurface for the 3D view")
         self.surface.setChecked(True)
+
+    def _build_run_controls(self) -> None:
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
         self.compare_button = QPushButton("Compare heatmaps side by side")
         self.compare_button.setCheckable(True)
         self.progress = QProgressBar()
@@ -126,6 +143,7 @@ class ExplainWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("scan", self.scan)
         form.addRow("model", self.model)
@@ -150,13 +168,11 @@ class ExplainWidget(QWidget):
         layout.addWidget(self.compare_button)
         layout.addStretch(1)
 
-        self._fill_models()
-        self.refresh_layers()
+    def _connect(self) -> None:
         self.model.currentIndexChanged.connect(self._on_model_changed)
         self.method.currentIndexChanged.connect(self._on_method_changed)
         self.scan.currentIndexChanged.connect(self._update_costs)
         self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
         self.percent.valueChanged.connect(self._on_percent)
         self.blending.currentTextChanged.connect(self._on_blending)
         self.shared.toggled.connect(lambda _on: self._apply_scales())
@@ -165,17 +181,17 @@ class ExplainWidget(QWidget):
         for name in ("inserted", "removed", "moved", "reordered"):
             if hasattr(events, name):
                 getattr(events, name).connect(self._on_layers_changed)
-        self._on_model_changed()
 
     # -- choices -----------------------------------------------------------------------------------
     def _fill_models(self) -> None:
         self.model.blockSignals(True)
         self.model.clear()
-        for spec in available_models():
-            self.model.addItem(spec.name, spec.name)
-        for name in self._models:
-            if self.model.findData(name) < 0:
-                self.model.addItem(f"{self._models[name].spec.name} (file)", name)
+        self._specs = {spec.name: spec for spec in available_models()}
+        for name in self._specs:
+            self.model.addItem(name, name)
+        for path in self._file_models:
+            if self.model.findData(path) < 0:
+                self.model.addItem(f"{self._file_models[path]} (file)", path)
         self.model.addItem(FROM_FILE, FROM_FILE)
         self.model.blockSignals(False)
 
@@ -187,7 +203,7 @@ class ExplainWidget(QWidget):
         current = self.scan.currentText()
         self.scan.blockSignals(True)
         self.scan.clear()
-        for layer in _image_layers(self.viewer):
+        for layer in scan_layers(self.viewer):
             self.scan.addItem(layer.name)
         index = self.scan.findText(current)
         self.scan.setCurrentIndex(index if index >= 0 else 0)
@@ -195,41 +211,51 @@ class ExplainWidget(QWidget):
         self._fill_targets()
         self._update_costs()
 
-    def _loaded(self, key: str | None = None):
+    def _spec(self, key: str | None = None):
+        """The chosen model's spec (known without loading its weights); None for none."""
         key = key or self.model.currentData()
-        if key in (None, FROM_FILE):
-            return None
-        if key not in self._models:
-            self._models[key] = resolve_model(key)
-        return self._models[key]
+        if key in self._specs:
+            return self._specs[key]
+        model = held_models().get(held_models().key_for(key)) if key not in (None, FROM_FILE) else None
+        return model.spec if model is not None else None
 
     def _on_model_changed(self, *_: Any) -> None:
         if self.model.currentData() == FROM_FILE:
             path, _filter = QFileDialog.getOpenFileName(
                 self, "Model spec or weights", "", "Model (*.json *.yaml *.yml *.pt *.pth *.ts)"
             )
-            if not path:
-                self.model.setCurrentIndex(0)
-                return
-            try:
-                self._models[path] = resolve_model(path)
-            except (ModelError, OSError, ValueError) as exc:
-                self._error(str(exc))
-                self.model.setCurrentIndex(0)
-                return
-            self._fill_models()
-            self.model.setCurrentIndex(self.model.findData(path))
+            self.model.setCurrentIndex(0)
+            if path:
+                self.load_model_file(path)
             return
-        try:
-            self._loaded()
-        except (ModelError, OSError, ValueError) as exc:
-            self._error(str(exc))
         self._fill_methods()
         self._fill_targets()
 
+    def load_model_file(self, path: str) -> None:
+        """Load a model from a spec or weights file off the GUI thread, then choose it."""
+
+        def loaded(model) -> None:
+            self._file_models[path] = model.spec.name
+            self._fill_models()
+            self.model.setCurrentIndex(self.model.findData(path))
+            self.status.setText(f"Loaded {model.spec.name} from {path}.")
+
+        self.loader.start(
+            lambda _token, _report: held_models().resolve(path),
+            on_done=loaded,
+            on_error=lambda exc: self._error(_message(exc)),
+            on_finished=self._run_if_queued,
+            busy_text=f"Loading the model from {path}…",
+        )
+
+    def _run_if_queued(self) -> None:
+        if self._run_queued:
+            self._run_queued = False
+            self.run()
+
     def _fill_methods(self) -> None:
-        model = self._safe_model()
-        has_layer = bool(model and model.spec.cam_layers)
+        spec = self._spec()
+        has_layer = bool(spec and spec.cam_layers)
         current = self.method.currentData()
         methods = sorted(
             [m for m in list_methods() if has_layer or not m.needs_layer],
@@ -245,23 +271,21 @@ class ExplainWidget(QWidget):
         self._on_method_changed()
 
     def _fill_targets(self) -> None:
-        model = self._safe_model()
+        spec = self._spec()
         current = self.target.currentText()
         self.target.clear()
-        if model is None:
+        if spec is None:
             return
-        if model.spec.task == "classification":
+        if spec.task == "classification":
             self.target.addItem(PREDICTED, None)
-            for c in model.spec.classes:
+            for c in spec.classes:
                 self.target.addItem(c, c)
         else:
+            from napari.layers import Labels
+
             self.target.addItem(MODEL_PREDICTION, None)
             for layer in self.viewer.layers:
-                if (
-                    layer._type_string == "labels"
-                    and layer.ndim == 3
-                    and layer.metadata.get("kind") != "contour"
-                ):
+                if isinstance(layer, Labels) and layer.ndim == 3 and role_of(layer) is not Role.CONTOUR:
                     self.target.addItem(f"ROI: {layer.name}", ("layer", layer.name))
         index = self.target.findText(current)
         self.target.setCurrentIndex(index if index >= 0 else 0)
@@ -299,11 +323,11 @@ class ExplainWidget(QWidget):
 
     def _update_costs(self, *_: Any) -> None:
         """Label each method with its estimated cost on the current scan and model."""
-        model = self._safe_model()
-        if model is None or not self.method.count():
+        spec = self._spec()
+        if spec is None or not self.method.count():
             return
         try:
-            shape = self._model_grid_shape(model)
+            shape = self._model_grid_shape(spec)
         except Exception:  # an unusual layer: no estimate rather than a broken widget
             return
         for i in range(self.method.count()):
@@ -312,20 +336,15 @@ class ExplainWidget(QWidget):
             fwd, bwd = m.cost(params, shape)
             self.method.setItemText(i, f"{m.title} — {fwd} forward + {bwd} backward passes")
 
-    def _model_grid_shape(self, model) -> tuple[int, ...]:
-        from ..models.predict import preprocessor_for
+    def _model_grid_shape(self, spec) -> tuple[int, ...]:
+        """The grid the model sees the current scan on (its preprocessing's output), voxels."""
+        from ..models import Preprocessor
 
         layer = self._scan_layer()
         if layer is None:
-            return tuple(model.spec.input.size or (64, 64, 64))
-        grid = preprocessor_for(model).grid_for(volume_of_layer(layer).geometry)
+            return tuple(spec.input.size or (64, 64, 64))
+        grid = Preprocessor(spec.input, spec.normalization).grid_for(volume_of_layer(layer).geometry)
         return tuple(grid.shape)
-
-    def _safe_model(self):
-        try:
-            return self._loaded()
-        except Exception:
-            return None
 
     def _scan_layer(self):
         name = self.scan.currentText()
@@ -333,15 +352,22 @@ class ExplainWidget(QWidget):
 
     # -- running -----------------------------------------------------------------------------------
     def run(self) -> None:
-        """Start the explanation in a worker thread (returns at once)."""
-        from napari.qt.threading import create_worker
+        """Start the explanation in a worker thread (returns at once).
 
-        if self._worker is not None:
+        The model is loaded in that thread when it is not held yet; while a model file is
+        still loading, the run starts once it has.
+        """
+        if self.loader.busy:
+            self._run_queued = True
+            self.status.setText("The run starts once the model has loaded…")
+            return
+        if self.jobs.busy:
             return
         layer = self._scan_layer()
-        model = self._safe_model()
+        source = self.model.currentData()
+        spec = self._spec(source)
         method = self.method.currentData()
-        if layer is None or model is None or not method:
+        if layer is None or spec is None or not method:
             self._error("choose a scan layer, a model and a method first")
             return
         target = self.target.currentData()
@@ -354,77 +380,42 @@ class ExplainWidget(QWidget):
         except (ValueError, KeyError) as exc:  # a 2D or sheared layer, a ROI layer deleted meanwhile
             self._error(str(exc))
             return
-        params = self.params()
-        key = (id(volume), model.sha256)
-        model_input = self._inputs.get(key)
-        token = CancelToken()
-        self._token = token
-        self.progress_seen = []
-        self.progress.setRange(0, 0)  # busy until the first report
-        self.status.setText(f"Running {get_method(method).title} with {model.spec.name}…")
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        bridge = self._bridge
-        budget = float(self.budget.value())
-
-        report = bridge.reporter(token)
-
+        key = (id(volume), source)
+        options = {
+            "target": target,
+            "roi": roi,
+            "params": self.params(),
+            "model_input": self._inputs.get(key),
+            "memory_budget_mb": float(self.budget.value()),
+        }
         overlay = {
             "scan_name": layer.name,
             "percent": self.percent.value(),
             "surface": self.surface.isChecked(),
         }
-
-        def work():
-            result = explain(
-                volume,
-                model,
-                method,
-                target=target,
-                roi=roi,
-                params=params,
-                model_input=model_input,
-                progress=report,
-                cancel=token,
-                memory_budget_mb=budget,
-            )
-            # the layers' data (scaling, top-k, marching cubes) is made here too: the GUI
-            # thread only adds the layers
-            return result, explanation_layer_data(
-                result, method_title=get_method(result.method).title, model=model, scan=volume, **overlay
-            )
-
-        worker = create_worker(work, _ignore_errors=True)
-        worker.returned.connect(lambda out: self._on_done(out[0], out[1], key))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        self.progress_seen = []
+        self.jobs.start(
+            lambda token, report: _explain_job(volume, source, method, options, overlay, token, report),
+            on_done=lambda out: self._on_done(out[0], out[1], key),
+            on_error=self._on_error,
+            busy_text=f"Running {get_method(method).title} with {spec.name}…",
+        )
 
     def cancel(self) -> None:
         """Ask the running explanation to stop (within one batch)."""
-        if self._token is not None:
-            self._token.cancel()
-            self.status.setText("Cancelling…")
+        self.jobs.cancel()
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Cancel a running explanation and wait for its thread (when the panel closes)."""
-        self.cancel()
-        wait_while_busy(self, timeout_s)
+        self.loader.shutdown(timeout_s)
+        self.jobs.shutdown(timeout_s)
 
     def closeEvent(self, event) -> None:
         self.shutdown()
         super().closeEvent(event)
 
-    def _on_progress(self, done: int, total: int) -> None:
-        self.progress_seen.append((done, total))
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(min(done, total))
-
     def _on_done(self, result: Explanation, layer_data: dict, key) -> None:
         self._inputs = {key: result.prediction.model_input}  # one prepared input kept (memory)
-        if self._token is not None and self._token.cancelled:
-            return
         # one layer per event-loop turn: the GUI never waits on all of them at once
         self._adding = True
         kinds = list(layer_data)
@@ -444,9 +435,14 @@ class ExplainWidget(QWidget):
         step()
 
     def show_result(
-        self, result: Explanation, scan_name: str | None = None, *, model: Any = None, scan: Any = None
+        self, result: Explanation, scan_name: str | None = None, *, model: Any = None
     ) -> dict[str, Any]:
-        """Add the overlay layers of ``result`` at once and report it (used by the demo)."""
+        """Add the overlay layers of ``result`` at once and report it (used by the demo).
+
+        ``model`` (the LoadedModel that made it) is held and its key kept on the heatmap, so
+        the framework sidebar can compute the model's evidence; the sidebar finds the scan
+        through the scan layer (``overlays.roles.scan_for``).
+        """
         layer_data = explanation_layer_data(
             result,
             scan_name=scan_name or result.native.name,
@@ -454,7 +450,6 @@ class ExplainWidget(QWidget):
             percent=self.percent.value(),
             surface=self.surface.isChecked(),
             model=model,
-            scan=scan,
         )
         layers = add_explanation_layers(self.viewer, layer_data)
         self._report(result, layers)
@@ -462,8 +457,8 @@ class ExplainWidget(QWidget):
 
     @property
     def busy(self) -> bool:
-        """Whether a run is in progress or its layers are still being added."""
-        return self._worker is not None or self._adding
+        """Whether a model is loading, a run is in progress or its layers are still being added."""
+        return self.loader.busy or self.jobs.busy or self._adding
 
     def _report(self, result: Explanation, layers: dict[str, Any]) -> None:
         self._adding = False
@@ -491,21 +486,8 @@ class ExplainWidget(QWidget):
         self.progress.setValue(1)
         self.explained.emit(result)
 
-    def _on_error(self, exc: Exception) -> None:
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        if isinstance(exc, Cancelled):
-            self.status.setText("Cancelled: no layer added.")
-            return
-        self._error(
-            f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError | ModelError) else str(exc)
-        )
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._token = None
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+    def _on_error(self, exc: BaseException) -> None:
+        self._error(_message(exc))
 
     def _error(self, message: str) -> None:
         from napari.utils.notifications import show_error
@@ -515,12 +497,11 @@ class ExplainWidget(QWidget):
 
     # -- overlays ----------------------------------------------------------------------------------
     def _on_percent(self, value: float) -> None:
-        for layer in list(self.viewer.layers):
-            if layer.metadata.get("kind") == "contour":
-                set_contour_percent(layer, value)
+        for layer in layers_of(self.viewer, Role.CONTOUR):
+            set_contour_percent(layer, value)
 
     def _heatmaps(self) -> list:
-        return [ly for ly in self.viewer.layers if ly.metadata.get("kind") == "heatmap"]
+        return layers_of(self.viewer, Role.HEATMAP)
 
     def _on_blending(self, mode: str) -> None:
         for layer in self._heatmaps():
@@ -534,13 +515,34 @@ class ExplainWidget(QWidget):
         if not on:
             end_compare(self.viewer)
             return
-        heatmaps = [ly for ly in self.viewer.layers if ly.metadata.get("kind") == "heatmap"]
+        heatmaps = self._heatmaps()
         anatomy = self._scan_layer()
         if len(heatmaps) < 2 or anatomy is None:
             self._error("compare needs a scan and two or more heatmaps: run two methods first")
             self.compare_button.setChecked(False)
             return
         compare_layers(self.viewer, heatmaps, anatomy)
+
+
+def _explain_job(volume, source: str, method: str, options: dict, overlay: dict, token, report) -> tuple:
+    """The worker's part of a run: load (or reuse) the model, explain, and make the layers' data.
+
+    The layers' data (scaling, top-k, marching cubes) is made here too: the GUI thread only
+    adds the layers.
+    """
+    model = held_models().resolve(source)
+    result = explain(volume, model, method, progress=report, cancel=token, **options)
+    data = explanation_layer_data(
+        result, method_title=get_method(result.method).title, model=model, **overlay
+    )
+    return result, data
+
+
+def _message(exc: BaseException) -> str:
+    """The status line for a failed load or run: the message of an error the user can act on."""
+    if isinstance(exc, ValueError | OSError | MlmiError):
+        return str(exc)
+    return describe_error(exc)
 
 
 def _param_widget(key: str, default: Any) -> QWidget:

@@ -8,7 +8,8 @@ map as a heatmap layer (in the scan's geometry) and moves the viewer to its peak
 For other classification models it lists, in the same layout, the nearest cases of a
 reference library (a folder of scans, indexed once per model; see
 :class:`~napari_mlmi_interp.explain.ReferenceLibrary`); clicking one opens that case.
-The computation runs in a napari worker thread.
+The computation (the model's loading included) and the reading of a reference case run in
+napari worker threads (:class:`~._widgets.jobs.JobRunner`); Cancel drops a running report.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..explain import PrototypeReport, ReferenceLibrary, prototype_report
+from ..explain import Cancelled, PrototypeReport, ReferenceLibrary, prototype_report
 from ..explain.prototypes import THUMBNAIL_SIZE, prototype_thumbnail
-from ..models import available_models, resolve_model
+from ..models import available_models
+from ..models.held import held_models
 from ..overlays import add_layer, heatmap_layer_data, volume_of_layer
-from .explain_widget import _image_layers
+from ..overlays.roles import Role, layer_metadata, scan_layers, set_role
+from .jobs import JobRunner
 
 THUMB = THUMBNAIL_SIZE  # pixels per slice
 GAP = 4  # pixels between the slices
@@ -62,34 +65,61 @@ def patch_thumbnail(patches: np.ndarray | None, regions: np.ndarray | None = Non
 
 
 class PrototypeWidget(QWidget):
-    """Top prototypes of a prototype network's decision on a scan layer."""
+    """Top prototypes of a prototype network's decision on a scan layer.
+
+    Signals
+    -------
+    reported(object)
+        The :class:`~napari_mlmi_interp.explain.PrototypeReport` once its rows are listed.
+    reference_opened(object)
+        The image layer of a reference case, once :meth:`open_reference` has read it.
+    """
 
     reported = Signal(object)
+    reference_opened = Signal(object)
 
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
         self.report: PrototypeReport | None = None
         self._report_model = None
-        self._models: dict[str, Any] = {}
-        self._worker = None
-        self.scan = QComboBox()
-        self.model = QComboBox()
+        self._scan_name = ""
+        self.references: list = []
         specs = [s for s in available_models() if s.task == "classification"]
         self._specs = {spec.name: spec for spec in specs}
+        self._build(specs)
+        self._lay_out()
+        # the report or the search, and reading a reference case: each off the GUI thread
+        self.jobs = JobRunner(self, cancel_button=self.cancel_button, status=self.status)
+        self.jobs.busy_changed.connect(lambda busy: self.run_button.setEnabled(not busy))
+        self.loader = JobRunner(self, status=self.status)
+        self.run_button.clicked.connect(lambda: self.run())
+        self.browse.clicked.connect(self._pick_library)
+        self.list.itemClicked.connect(self._on_click)
+        self.model.currentIndexChanged.connect(self._on_model)
+        self.target.currentIndexChanged.connect(self._on_target)
+        for name in ("inserted", "removed", "reordered"):
+            if hasattr(self.viewer.layers.events, name):
+                getattr(self.viewer.layers.events, name).connect(self.refresh_layers)
+        self.refresh_layers()
+        self._fill_classes()
+
+    def _build(self, specs: list) -> None:
+        self.scan = QComboBox()
+        self.model = QComboBox()
         for spec in sorted(specs, key=lambda s: not s.prototype):  # prototype models first
             self.model.addItem(spec.name, bool(spec.prototype))
         self.library = QLineEdit()
         self.library.setPlaceholderText("reference library: a folder of scans (models without prototypes)")
         self.browse = QPushButton("…")
         self.browse.setMaximumWidth(32)
-        self.references: list = []
         self.target = QComboBox()
         self.target.setToolTip("the class whose prototypes are listed (the predicted class after each run)")
         self.top = QSpinBox()
         self.top.setRange(1, 50)
         self.top.setValue(5)
         self.run_button = QPushButton("Find prototypes")
+        self.cancel_button = QPushButton("Cancel")
         self.list = QListWidget()
         self.list.setIconSize(QSize(3 * THUMB + 2 * GAP, THUMB))
         # one column, the text under each thumbnail: the rows fit a narrow dock
@@ -103,6 +133,8 @@ class PrototypeWidget(QWidget):
         self.list.setMinimumWidth(3 * THUMB + 2 * GAP + 32)
         self.status = QLabel("Pick a scan and a prototype model.")
         self.status.setWordWrap(True)
+
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("scan", self.scan)
         form.addRow("model", self.model)
@@ -114,19 +146,30 @@ class PrototypeWidget(QWidget):
         form.addRow("top", self.top)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.run_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.list, 1)
-        self.run_button.clicked.connect(lambda: self.run())
-        self.browse.clicked.connect(self._pick_library)
-        self.list.itemClicked.connect(self._on_click)
-        self.model.currentIndexChanged.connect(self._on_model)
-        self.target.currentIndexChanged.connect(self._on_target)
-        for name in ("inserted", "removed", "reordered"):
-            if hasattr(self.viewer.layers.events, name):
-                getattr(self.viewer.layers.events, name).connect(self.refresh_layers)
-        self.refresh_layers()
-        self._fill_classes()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a report, a search or a reference case is being computed or read."""
+        return self.jobs.busy or self.loader.busy
+
+    def cancel(self) -> None:
+        """Stop the running report or search (its result is dropped)."""
+        self.jobs.cancel()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Cancel running work and wait for its threads (when the panel closes)."""
+        self.jobs.shutdown(timeout_s)
+        self.loader.shutdown(timeout_s)
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
 
     def _on_model(self, *_: Any) -> None:
         """Another model: its classes in the class box; the list (another model's) is cleared."""
@@ -164,63 +207,52 @@ class PrototypeWidget(QWidget):
     def refresh_layers(self, *_: Any) -> None:
         current = self.scan.currentText()
         self.scan.clear()
-        for layer in _image_layers(self.viewer):
+        for layer in scan_layers(self.viewer):
             self.scan.addItem(layer.name)
         index = self.scan.findText(current)
         self.scan.setCurrentIndex(index if index >= 0 else 0)
 
-    def _model(self):
-        name = self.model.currentText()
-        if name not in self._models:
-            self._models[name] = resolve_model(name)
-        return self._models[name]
-
     def run(self, target: str | None = None) -> None:
-        """Compute the report in a worker thread, for ``target`` (default: the predicted class)."""
-        from napari.qt.threading import create_worker
+        """Compute the report in a worker thread, for ``target`` (default: the predicted class).
 
-        if self._worker is not None:
+        The model is loaded in that thread too (once: :func:`~napari_mlmi_interp.models.held.held_models`).
+        """
+        if self.jobs.busy:
             return
         name = self.scan.currentText()
-        if target is not None and self.report is not None and getattr(self, "_scan_name", ""):
+        if target is not None and self.report is not None and self._scan_name:
             name = self._scan_name  # another class of the report on screen: the same scan
-        if not name or name not in self.viewer.layers or not self.model.currentText():
+        model_name = self.model.currentText()
+        if not name or name not in self.viewer.layers or not model_name:
             self._error("choose a scan layer and a prototype model first")
             return
-        try:
-            model = self._report_model if target is not None and self._report_model else self._model()
-        except Exception as exc:
-            self._error(str(exc))
-            return
+        source = self._report_model if target is not None and self._report_model else model_name
+        spec = source.spec if not isinstance(source, str) else self._specs[model_name]
         try:
             volume = volume_of_layer(self.viewer.layers[name])
         except ValueError as exc:  # a 2D or sheared layer
             self._error(str(exc))
             return
         top = self.top.value()
-        self.run_button.setEnabled(False)
-        if model.spec.prototype:
+        if spec.prototype:
             said = f"'{target}'" if target else "the predicted class"
-            self.status.setText(f"Comparing the scan with the prototypes of {said}…")
-            worker = create_worker(
-                lambda: prototype_report(volume, model, target=target, top=top), _ignore_errors=True
+            self.jobs.start(
+                lambda token, _report: _prototype_job(volume, source, target, top, token),
+                on_done=lambda out: self.set_report(out[0], name, model=out[1]),
+                on_error=lambda exc: self._error(str(exc)),
+                busy_text=f"Comparing the scan with the prototypes of {said}…",
             )
-            worker.returned.connect(lambda report: self.set_report(report, name, model=model))
-        else:
-            folder = self.library.text().strip()
-            if not folder:
-                self.run_button.setEnabled(True)
-                self._error(f"'{model.spec.name}' has no prototypes: choose a reference library folder")
-                return
-            self.status.setText("Indexing the reference library (once per model) and searching…")
-            worker = create_worker(
-                lambda: ReferenceLibrary(folder, model).build().nearest(volume, top=top), _ignore_errors=True
-            )
-            worker.returned.connect(self.set_references)
-        worker.errored.connect(lambda exc: self._error(str(exc)))
-        worker.finished.connect(self._finished)
-        self._worker = worker
-        worker.start()
+            return
+        folder = self.library.text().strip()
+        if not folder:
+            self._error(f"'{spec.name}' has no prototypes: choose a reference library folder")
+            return
+        self.jobs.start(
+            lambda token, report: _reference_job(folder, source, volume, top, token, report),
+            on_done=self.set_references,
+            on_error=lambda exc: self._error(str(exc)),
+            busy_text="Indexing the reference library (once per model) and searching…",
+        )
 
     def _pick_library(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Reference library (a folder of scans)")
@@ -252,20 +284,27 @@ class PrototypeWidget(QWidget):
         elif 0 <= row < len(self.references):
             self.open_reference(row)
 
-    def open_reference(self, row: int):
-        """Open reference case ``row`` as an image layer (in its own geometry)."""
-        from ..io import load
+    def open_reference(self, row: int) -> None:
+        """Open reference case ``row`` as an image layer (in its own geometry).
+
+        The scan is read off the GUI thread; :attr:`reference_opened` carries the new layer.
+        """
         from ..overlays import volume_layer_data
 
         m = self.references[row]
-        volume = load(m.path)[0]
-        return add_layer(
-            self.viewer, volume_layer_data(volume, name=f"reference · {m.case_id or Path(m.path).name}")
-        )
+        name = f"reference · {m.case_id or Path(m.path).name}"
 
-    def _finished(self) -> None:
-        self._worker = None
-        self.run_button.setEnabled(True)
+        def opened(volume) -> None:
+            layer = add_layer(self.viewer, volume_layer_data(volume, name=name))
+            self.status.setText(f"Opened {name}.")
+            self.reference_opened.emit(layer)
+
+        self.loader.start(
+            lambda _token, _report: _read_scan(m.path),
+            on_done=opened,
+            on_error=lambda exc: self._error(str(exc)),
+            busy_text=f"Reading {Path(m.path).name}…",
+        )
 
     def set_report(self, report: PrototypeReport, scan_name: str = "", *, model=None) -> None:
         """Fill the list from a report (also used by the demo); ``model`` serves other classes."""
@@ -309,11 +348,11 @@ class PrototypeWidget(QWidget):
         name = f"{self._scan_name or 'scan'} · prototype {m.index} similarity"
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
-        data, attrs, kind = heatmap_layer_data(
-            m.similarity_map, signed=False, name=name, metadata={"peak_lps": m.peak_lps.tolist()}
+        layer_data = heatmap_layer_data(
+            m.similarity_map, signed=False, name=name, metadata=layer_metadata(peak_lps=m.peak_lps.tolist())
         )
-        attrs["metadata"]["kind"] = "similarity"
-        layer = add_layer(self.viewer, (data, attrs, kind))
+        set_role(layer_data, Role.SIMILARITY)
+        layer = add_layer(self.viewer, layer_data)
         self.viewer.dims.point = tuple(float(v) for v in m.peak_lps)
         return layer
 
@@ -322,3 +361,37 @@ class PrototypeWidget(QWidget):
 
         self.status.setText(f"Error: {message}")
         show_error(message)
+
+
+# -- the jobs (worker threads) ---------------------------------------------------------------------
+
+
+def _held(source) -> Any:
+    """A LoadedModel as it is, or the one a registered name gives (loaded once, held)."""
+    return held_models().resolve(source) if isinstance(source, str) else source
+
+
+def _prototype_job(volume, source, target: str | None, top: int, token) -> tuple:
+    """Load (or reuse) the model, then its prototype report; ``(report, model)``."""
+    model = _held(source)
+    if token.cancelled:
+        raise Cancelled()
+    return prototype_report(volume, model, target=target, top=top), model
+
+
+def _reference_job(folder: str, source, volume, top: int, token, report) -> list:
+    """Load (or reuse) the model, index the library (once per model), search it."""
+    model = _held(source)
+
+    def progress(done: int, total: int) -> None:
+        if token.cancelled:
+            raise Cancelled()
+        report(done, total)
+
+    return ReferenceLibrary(folder, model).build(progress).nearest(volume, top=top)
+
+
+def _read_scan(path: str) -> Any:
+    from ..io import load
+
+    return load(path)[0]

@@ -20,6 +20,10 @@ random across readers yet the same every time one reader comes back. Items are l
 "Explanation <n>" (method names hidden); progress lives in the study database, so a reader
 resumes at the first item not yet done. Item ids (``c<case>-k<condition>``) never contain a
 path or a patient identifier.
+
+A study file that cannot be used raises :class:`~napari_mlmi_interp.errors.InputError` (a
+``ValueError``) naming the file and the problem. :mod:`.reader_study` runs a study for one
+reader (progress, the next item, preparing its explanation).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from .guide import Goal
 
 __all__ = ["ReaderStudy", "StudyItem"]
@@ -65,34 +70,34 @@ class ReaderStudy:
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read the study file ({exc})") from None
+            raise InputError(f"{path}: cannot read the study file ({exc})") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a study file is a JSON object with 'study', 'cases', 'conditions'")
+            raise InputError(f"{path}: a study file is a JSON object with 'study', 'cases', 'conditions'")
         for key in ("study", "cases", "conditions"):
             if key not in data:
-                raise ValueError(f"{path}: missing '{key}'")
+                raise InputError(f"{path}: missing '{key}'")
         cases, conditions = data["cases"], data["conditions"]
         if not isinstance(cases, list) or not cases:
-            raise ValueError(f"{path}: 'cases' must be a non-empty list")
+            raise InputError(f"{path}: 'cases' must be a non-empty list")
         if not isinstance(conditions, list) or not conditions:
-            raise ValueError(f"{path}: 'conditions' must be a non-empty list")
+            raise InputError(f"{path}: 'conditions' must be a non-empty list")
         base = path.parent
         items = []
         for ci, case in enumerate(cases):
             if isinstance(case, str):
                 case = {"scan": case}
             if not isinstance(case, dict) or "scan" not in case:
-                raise ValueError(f"{path}: case {ci + 1} needs a 'scan'")
+                raise InputError(f"{path}: case {ci + 1} needs a 'scan'")
             scan = (base / case["scan"]).resolve()
             roi = (base / case["roi"]).resolve() if case.get("roi") else None
             for p in (scan, roi):
                 if p is not None and not p.exists():
-                    raise ValueError(f"{path}: case {ci + 1}: {p} does not exist")
+                    raise InputError(f"{path}: case {ci + 1}: {p} does not exist")
             for ki, cond in enumerate(conditions):
                 if not isinstance(cond, dict) or "model" not in cond or "method" not in cond:
-                    raise ValueError(f"{path}: condition {ki + 1} needs a 'model' and a 'method'")
+                    raise InputError(f"{path}: condition {ki + 1} needs a 'model' and a 'method'")
                 items.append(
                     StudyItem(
                         id=f"c{ci + 1}-k{ki + 1}",
@@ -112,7 +117,7 @@ class ReaderStudy:
     def order(self, reader: str) -> list[StudyItem]:
         """All items in this reader's order (stable for one reader, different across readers)."""
         if not reader.strip():
-            raise ValueError("a reader study needs a reader name")
+            raise InputError("a reader study needs a reader name")
         seed = int(hashlib.sha256(f"{self.name}\x1f{reader}".encode()).hexdigest()[:16], 16)
         items = list(self.items)
         random.Random(seed).shuffle(items)

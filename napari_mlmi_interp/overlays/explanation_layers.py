@@ -23,9 +23,26 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.volume import Volume
 from ..metrics.regions import DEFAULT_TOPK_PERCENT, topk_mask
 from ..palette import DIVERGING_CONTROLS, DIVERGING_RGBA, HEAT_CONTROLS, HEAT_RGBA
+from .roles import (
+    Role,
+    axes_of,
+    contour_source_of,
+    group_of,
+    layer_metadata,
+    layers_of,
+    metadata_of,
+    own_scale_of,
+    role_of,
+    scale_of,
+    set_percent,
+    set_role,
+    set_scale,
+    update_metadata,
+)
 from .volume_layers import add_layer_data, volume_layer_data
 
 __all__ = [
@@ -118,7 +135,7 @@ def heatmap_layer_data(
     blending : {"translucent", "additive"}
     """
     if blending not in ("translucent", "additive", "translucent_no_depth"):
-        raise ValueError(f"blending must be 'translucent' or 'additive', got {blending!r}")
+        raise InputError(f"blending must be 'translucent' or 'additive', got {blending!r}")
     s = float(scale) if scale else robust_scale(native.array)
     shown = native.with_array((native.array / s).astype(np.float32), name=name or native.name)
     data, attrs, kind = volume_layer_data(shown, layer_type="image")
@@ -135,7 +152,8 @@ def heatmap_layer_data(
         interpolation3d="linear",
         rendering="mip" if not signed else "attenuated_mip",
     )
-    attrs["metadata"].update({"kind": "heatmap", "scale": s, "signed": bool(signed), **(metadata or {})})
+    update_metadata((data, attrs, kind), Role.HEATMAP, scale=s, signed=bool(signed))
+    metadata_of((data, attrs, kind)).update(metadata or {})
     return data, attrs, kind
 
 
@@ -165,9 +183,8 @@ def contour_layer_data(
         opacity=1.0,
         colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: color}),
     )
-    attrs["metadata"].update(
-        {"kind": "contour", "percent": float(percent), "source": native, **(metadata or {})}
-    )
+    update_metadata((data, attrs, kind), Role.CONTOUR, percent=float(percent), source=native)
+    metadata_of((data, attrs, kind)).update(metadata or {})
     return data, attrs, kind  # set ``layer.contour = 1`` once added (not a constructor argument)
 
 
@@ -214,7 +231,10 @@ def isosurface_layer_data(
         "affine": shown.index_to_lps,
         "units": "mm",
         "axis_labels": ("L", "P", "S"),
-        "metadata": {"kind": "isosurface", "percent": float(percent), "axes": axes, **(metadata or {})},
+        "metadata": {
+            **layer_metadata(Role.ISOSURFACE, percent=float(percent), axes=axes),
+            **(metadata or {}),
+        },
     }
     verts_shown = verts_index[:, list(axes)]
     return (
@@ -242,13 +262,15 @@ def explanation_layer_data(
     blending: str = "translucent",
     surface: bool = True,
     model: Any = None,
-    scan: Any = None,
+    model_key: str | None = None,
 ) -> dict[str, tuple]:
     """The LayerData of an Explanation's heatmap, top-k contour and (optionally) isosurface.
 
-    The heatmap's metadata keeps the Explanation (``"explanation"``) and, when given, the
-    model that made it (``"model"``) and the scan Volume (``"scan"``): the framework sidebar
-    scores any heatmap layer from these.
+    The heatmap keeps the Explanation (:func:`~.roles.explanation_of`), the key of the model
+    that made it (:func:`~.roles.model_key_of`; ``model``, when given, is held in
+    :func:`~napari_mlmi_interp.models.held.held_models` under that key) and the scan layer's
+    name (:func:`~.roles.scan_for` finds the scan again): the framework sidebar scores any
+    heatmap layer from these (layers never carry the scan Volume a second time).
 
     Pure computation (scaling, top-k, marching cubes): run it off the GUI thread, then
     :func:`add_explanation_layers` only adds the layers. Names are ``<scan> · <method> ·
@@ -256,7 +278,12 @@ def explanation_layer_data(
     ``metadata["group"]`` (that name).
     """
     base = layer_name(scan_name, method_title, explanation.target["name"])
-    common = {"group": base, "method": explanation.method, "peak_lps": explanation.peak_lps().tolist()}
+    if model is not None:
+        from ..models.held import held_models
+
+        model_key = held_models().hold(model)
+    common = layer_metadata(group=base, method=explanation.method, peak_lps=explanation.peak_lps().tolist())
+    own = layer_metadata(explanation=explanation, model_key=model_key, scan_name=scan_name)
     out = {
         "heatmap": heatmap_layer_data(
             explanation.native,
@@ -264,7 +291,7 @@ def explanation_layer_data(
             name=base,
             scale=scale,
             blending=blending,
-            metadata={**common, "explanation": explanation, "model": model, "scan": scan},
+            metadata={**common, **own},
         ),
         "contour": contour_layer_data(
             explanation.native, percent=percent, name=f"{base} · top {percent:g}%", metadata=common
@@ -288,8 +315,8 @@ def add_explanation_layers(
     a second run of the same method and target replaces its layers instead of piling them up.
     """
     if replace:
-        group = next(iter(layer_data.values()))[1]["metadata"]["group"]
-        for layer in [ly for ly in viewer.layers if ly.metadata.get("group") == group]:
+        group = group_of(next(iter(layer_data.values())))
+        for layer in [ly for ly in viewer.layers if group_of(ly) == group]:
             viewer.layers.remove(layer)
     out = {kind: add_layer(viewer, data) for kind, data in layer_data.items()}
     if "contour" in out:
@@ -301,14 +328,14 @@ def add_explanation_layers(
 
 def set_contour_percent(layer: Any, percent: float) -> None:
     """Recompute a contour layer for a new k (its geometry is untouched)."""
-    source = layer.metadata.get("source")
+    source = contour_source_of(layer)
     if source is None:
         return
     mask = topk_labels(source, percent)
-    axes = layer.metadata.get("axes", (0, 1, 2))
+    axes = axes_of(layer, (0, 1, 2))
     layer.data = np.ascontiguousarray(np.transpose(mask, axes))
-    layer.metadata["percent"] = float(percent)
-    group = layer.metadata.get("group")
+    set_percent(layer, percent)
+    group = group_of(layer)
     if group:
         layer.name = f"{group} · top {percent:g}%"
 
@@ -321,7 +348,7 @@ def compare_layers(viewer: Any, heatmaps: list[Any], anatomy: Any) -> list[Any]:
     added (remove them, or call :func:`end_compare`, to go back).
     """
     if len(heatmaps) < 2:
-        raise ValueError("compare needs two or more heatmap layers")
+        raise InputError("compare needs two or more heatmap layers")
     added = []
     for layer in viewer.layers:
         layer.visible = False
@@ -329,7 +356,8 @@ def compare_layers(viewer: Any, heatmaps: list[Any], anatomy: Any) -> list[Any]:
         data, attrs, kind = anatomy.as_layer_data_tuple()
         attrs = {k: v for k, v in attrs.items() if k not in ("name",)}
         attrs["name"] = f"{anatomy.name} [{heat.name}]"
-        attrs["metadata"] = {**attrs.get("metadata", {}), "kind": "compare-anatomy"}
+        attrs["metadata"] = dict(attrs.get("metadata") or {})  # the anatomy's own stays as it is
+        set_role((data, attrs, kind), Role.COMPARE_ANATOMY)
         copy = add_layer(viewer, (data, attrs, kind))
         added.append(copy)
         viewer.layers.move(viewer.layers.index(copy), viewer.layers.index(heat))
@@ -343,13 +371,13 @@ def compare_layers(viewer: Any, heatmaps: list[Any], anatomy: Any) -> list[Any]:
 
 def end_compare(viewer: Any) -> None:
     """Leave compare mode: drop the anatomy copies, turn grid mode off, show all layers."""
-    for layer in [ly for ly in viewer.layers if ly.metadata.get("kind") == "compare-anatomy"]:
+    for layer in layers_of(viewer, Role.COMPARE_ANATOMY):
         viewer.layers.remove(layer)
     grid = _grid(viewer)
     grid.enabled = False
     grid.stride = 1
     for layer in viewer.layers:
-        if layer.metadata.get("kind") != "isosurface" or viewer.dims.ndisplay == 3:
+        if role_of(layer) is not Role.ISOSURFACE or viewer.dims.ndisplay == 3:
             layer.visible = True
     viewer.reset_view()
 
@@ -366,12 +394,12 @@ def rescale_heatmaps(layers: list[Any], scale: float | None = None) -> None:
     metadata["scale"]`` is the map."""
     if not layers:
         return
-    own = [ly.metadata.get("own_scale", ly.metadata["scale"]) for ly in layers]
+    own = [own_scale_of(ly) for ly in layers]
     target = max(own) if scale is None else scale
     for layer, own_scale in zip(layers, own, strict=True):
         new = own_scale if not target else float(target)
-        old = layer.metadata["scale"]
-        layer.metadata["own_scale"] = own_scale
+        old = scale_of(layer)
+        set_scale(layer, old, own=own_scale)
         if new != old:
             layer.data = (np.asarray(layer.data) * (old / new)).astype(np.float32)
-            layer.metadata["scale"] = new
+            set_scale(layer, new)

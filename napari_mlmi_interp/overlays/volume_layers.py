@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.volume import Geometry, Volume
+from .roles import axes_of, layer_metadata, source_volume_of, state_metadata
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -102,7 +104,7 @@ def volume_layer_data(volume: Volume, *, layer_type: str | None = None, **kwargs
     layer_type = layer_type or ("labels" if is_label_map(volume) else "image")
     axes = volume.geometry.nearest_lps_permutation()
     shown = volume.transposed(axes)
-    meta = {"volume": volume, "axes": axes, "case_id": volume.case_id, "modality": volume.modality}
+    meta = layer_metadata(volume=volume, axes=axes, case_id=volume.case_id, modality=volume.modality)
     attrs: dict[str, Any] = {
         "name": volume.name,
         "affine": shown.index_to_lps,
@@ -131,14 +133,14 @@ def geometry_from_layer_state(data: Any, meta: dict[str, Any]) -> Geometry:
 
     Raises
     ------
-    ValueError
-        If the layer is not 3D or its transform contains shear.
+    InputError
+        If the layer is not 3D (a ValueError, as is the shear error of :class:`Geometry`).
     """
     from napari.utils.transforms import Affine
 
     ndim = np.ndim(data)
     if ndim != 3:
-        raise ValueError(f"only 3D layers can be saved as volumes, got {ndim}D data")
+        raise InputError(f"only 3D layers can be saved as volumes, got {ndim}D data")
     physical = Affine(
         scale=meta.get("scale"),
         translate=meta.get("translate"),
@@ -159,8 +161,8 @@ def layer_volume(data: Any, meta: dict[str, Any], *, name: str | None = None) ->
     """
     geometry = geometry_from_layer_state(data, meta)
     array = np.asarray(data)
-    source = (meta.get("metadata") or {}).get("volume")
-    axes = (meta.get("metadata") or {}).get("axes")
+    source = source_volume_of(state_metadata(meta))
+    axes = axes_of(state_metadata(meta))
     volume = Volume(
         array=array,
         geometry=geometry,
@@ -187,7 +189,7 @@ def set_radiological_view(viewer: napari.Viewer, plane: str = "axial") -> None:
         convention); coronal and sagittal: head up.
     """
     if plane not in _PLANES:
-        raise ValueError(f"plane must be one of {sorted(_PLANES)}, got {plane!r}")
+        raise InputError(f"plane must be one of {sorted(_PLANES)}, got {plane!r}")
     if viewer.dims.ndim != 3:
         return
     order, vertical = _PLANES[plane]
@@ -248,7 +250,7 @@ def arrange_when_added(volume: Volume, *, plane: str | None = None) -> None:
 
     def _on_inserted(event: Any) -> None:
         viewer.layers.events.inserted.disconnect(_on_inserted)
-        if (getattr(event, "value", None) is not None) and event.value.metadata.get("volume") is volume:
+        if (getattr(event, "value", None) is not None) and source_volume_of(event.value) is volume:
             show_radiologically(viewer, volume, plane=plane)
 
     viewer.layers.events.inserted.connect(_on_inserted)
@@ -320,9 +322,8 @@ def volume_of_layer(layer: Any) -> Volume:
     rebuilt from the layer's data and full data-to-world transform (:func:`layer_volume`).
     """
     data, state, _kind = layer.as_layer_data_tuple()
-    meta = layer.metadata or {}
-    source = meta.get("volume")
-    axes = meta.get("axes")
+    source = source_volume_of(layer)
+    axes = axes_of(layer)
     if isinstance(source, Volume) and axes is not None:
         shown = source.geometry.transposed(tuple(axes))
         if tuple(np.shape(data)) == shown.shape and geometry_from_layer_state(data, state).same_grid(shown):
