@@ -126,7 +126,7 @@ def volume_layer_data(volume: Volume, *, layer_type: str | None = None, **kwargs
 
 
 def geometry_from_layer_state(data: Any, meta: dict[str, Any]) -> Geometry:
-    """Recover a Geometry from a layer's data and state (``layer._get_state()`` / writer meta).
+    """Recover a Geometry from a layer's data and state (``layer.as_layer_data_tuple()[1]`` / writer meta).
 
     Composes the layer's affine with its scale/translate/rotate/shear, i.e. its full
     data-to-world transform; world is taken as LPS mm.
