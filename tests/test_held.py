@@ -55,6 +55,31 @@ def test_resolve_loads_a_registered_model_once(monkeypatch):
     assert held.resolve("lesion-classifier") is not first and len(calls) == 2
 
 
+def test_resolve_reads_a_file_again_once_it_was_rewritten(monkeypatch, tmp_path):
+    """A model file retrained and saved in place is not served from the first read."""
+    import os
+
+    import napari_mlmi_interp.models.registry as registry
+
+    calls = []
+
+    def fake_resolve(name):
+        calls.append(name)
+        return _model(f"{len(calls):064d}", name)
+
+    monkeypatch.setattr(registry, "resolve_model", fake_resolve)
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"weights v1")
+    held = HeldModels()
+    first = held.resolve(path)
+    assert held.resolve(str(path)) is first and calls == [str(path)]  # unchanged: read once
+    path.write_bytes(b"weights v2")
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    second = held.resolve(path)
+    assert second is not first and len(calls) == 2 and held.key_for(path) == second.sha256
+
+
 def test_resolve_raises_the_loaders_error_for_an_unknown_name():
     from napari_mlmi_interp.models import ModelError
 

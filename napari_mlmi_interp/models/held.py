@@ -29,7 +29,7 @@ class HeldModels:
 
     Models are loaded in worker threads and read on the GUI thread, so every access takes
     one lock. :meth:`resolve` also remembers which name or path gave which key, so a model
-    chosen again by name is not read from disk again.
+    chosen again by name is not read from disk again (a file is, once it has been rewritten).
     """
 
     def __init__(self) -> None:
@@ -63,7 +63,7 @@ class HeldModels:
             As :func:`~napari_mlmi_interp.models.resolve_model` does (unknown name,
             unreadable file, architecture mismatch).
         """
-        name = os.fspath(source)
+        name = _source_key(source)
         with self._lock:
             key = self._by_source.get(name)
             model = self._models.get(key) if key is not None else None
@@ -71,7 +71,7 @@ class HeldModels:
             return model
         from .registry import resolve_model
 
-        model = resolve_model(name)  # read and built outside the lock: it takes seconds
+        model = resolve_model(os.fspath(source))  # read and built outside the lock: it takes seconds
         key = self.hold(model)
         with self._lock:
             self._by_source[name] = key
@@ -80,7 +80,7 @@ class HeldModels:
     def key_for(self, source: str | os.PathLike[str]) -> str | None:
         """The key of the model :meth:`resolve` loaded for ``source`` (None if not loaded yet)."""
         with self._lock:
-            key = self._by_source.get(os.fspath(source))
+            key = self._by_source.get(_source_key(source))
             return key if key in self._models else None
 
     def release(self, key: str) -> None:
@@ -97,6 +97,16 @@ class HeldModels:
     def __len__(self) -> int:
         with self._lock:
             return len(self._models)
+
+
+def _source_key(source: str | os.PathLike[str]) -> str:
+    """What :meth:`HeldModels.resolve` remembers a source by: a registered name as it is, a
+    file by its path and modification time, so weights rewritten in place are read again."""
+    name = os.fspath(source)
+    try:
+        return f"{name}@{os.stat(name).st_mtime_ns}"
+    except OSError:  # a registered name (or a file that is gone: resolve_model says so)
+        return name
 
 
 _HELD = HeldModels()
