@@ -1,4 +1,5 @@
-"""npe2 sample data: the brain MR with a synthetic lesion and its ground-truth mask.
+"""npe2 sample data: the brain MR with a synthetic lesion and its ground-truth mask, the
+shortcut case, and a real T1 (brainchop's, for the real models in the zoo).
 
 Open Sample shows the scan as ``mlmi-interp view`` does: axial, anterior up, the patient's
 left on the viewer's right, at the middle slice (:func:`.overlays.volume_layers.arrange_when_added`).
@@ -6,7 +7,7 @@ left on the viewer's right, at the middle slice (:func:`.overlays.volume_layers.
 
 from __future__ import annotations
 
-__all__ = ["sample_brain", "shortcut_case"]
+__all__ = ["real_t1", "sample_brain", "shortcut_case"]
 
 
 def _scan_and_mask(scan, mask) -> list[tuple]:
@@ -35,3 +36,13 @@ def shortcut_case() -> list[tuple]:
     mask = case.mask
     mask.name = "shortcut case lesion mask"
     return _scan_and_mask(scan, mask)
+
+
+def real_t1() -> list[tuple]:
+    """Layers: the real T1 (256³, 1 mm, FreeSurfer-conformed) as an image in LPS millimetres."""
+    from .overlays.volume_layers import arrange_when_added, volume_layer_data
+    from .sample import load_real_t1
+
+    scan = load_real_t1()
+    arrange_when_added(scan)
+    return [volume_layer_data(scan)]

@@ -1,8 +1,9 @@
-"""The sample scan: a real brain (MNI ICBM152 2009a T1, 2 mm) with a synthetic lesion.
+"""The sample scans: a real brain (MNI ICBM152 2009a T1, 2 mm) with a synthetic lesion, and
+a real adult T1 (brainchop's, 256³ at 1 mm) for the real models.
 
 Pure compute: no napari. The template ships inside the package (see
 ``data/LICENSE-MNI-ICBM152.txt``); the lesion is made here, deterministically, so the
-ground-truth mask is exact.
+ground-truth mask is exact. The real T1 ships as it is (see ``data/LICENSE-brainchop.txt``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ import numpy as np
 
 from .io import Volume, read_image, save
 
-__all__ = ["LESION_CENTRE_LPS", "Sample", "load_template", "make_sample", "write_sample"]
+__all__ = [
+    "LESION_CENTRE_LPS",
+    "REAL_T1_FILE",
+    "Sample",
+    "load_real_t1",
+    "load_template",
+    "make_sample",
+    "write_real_t1",
+    "write_sample",
+]
 
 #: Lesion centre in LPS mm: right periventricular/corona radiata white matter
 #: (MNI x = +26 mm right, y = -8 mm, z = +28 mm).
@@ -26,6 +36,8 @@ LESION_RADII_MM = (7.0, 9.0, 6.0)
 
 # the package's data folder: templates and their licence notice
 _DATA = "data"
+#: The real T1 in the package's data folder (MIT, brainchop's ``t1_crop.nii.gz``).
+REAL_T1_FILE = "brainchop_t1.nii.gz"
 
 
 @dataclass
@@ -115,3 +127,29 @@ def write_sample(out_dir: str | os.PathLike[str], seed: int = 0) -> dict[str, st
         "scan": str(save(sample.scan, out / "sample_brain_t1.nii.gz")),
         "mask": str(save(sample.mask, out / "sample_brain_lesion_mask.nii.gz")),
     }
+
+
+def load_real_t1() -> Volume:
+    """The real T1: an adult T1-weighted MRI, FreeSurfer-conformed (256³, 1 mm, voxel axes L, I, A).
+
+    brainchop's ``t1_crop.nii.gz`` (MIT, ``data/LICENSE-brainchop.txt``), read as any NIfTI:
+    array (z, y, x) uint8 0..255 with its geometry in LPS mm. The scan the real models in the
+    zoo (``brainchop-*``) were shown on; their model cards are measured on it.
+    """
+    volume = read_image(_data_file(REAL_T1_FILE))
+    volume.name = "real T1 (brainchop)"
+    volume.modality = "MR"
+    volume.case_id = "case-real-t1"
+    volume.source = "napari-mlmi-interp sample (brainchop t1_crop.nii.gz, MIT)"
+    return volume
+
+
+def write_real_t1(out_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Copy the real T1 to ``out_dir/real_t1.nii.gz`` byte for byte; returns ``{"scan": path}``."""
+    import shutil
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "real_t1.nii.gz"
+    shutil.copyfile(_data_file(REAL_T1_FILE), target)
+    return {"scan": str(target)}

@@ -52,7 +52,7 @@ FIGURES_BY_ELEMENT: dict[str, tuple[str, ...]] = {
         "randomisation_final_rho",
         "infidelity",
     ),
-    "actionability": ("prediction_drop", "confidence", "tta_sd"),
+    "actionability": ("prediction_drop", "confidence", "tta_sd", "tta_volume_sd_ml", "tta_dice_sd"),
 }
 
 #: Every figure's name, element by element (the keys of the framework's figure catalogue).

@@ -216,3 +216,23 @@ def test_randomisation_of_a_map_that_ignores_the_model_stays_at_one():
     assert result.final < 0.9  # the gradient map follows the model
     for k, v in net.state_dict().items():  # the model itself is untouched
         assert torch.equal(v, before[k])
+
+
+def test_tta_segmentation_of_a_one_channel_segmenter_by_hand():
+    # one channel: the class is where the logit x - 0.5 is > 0; its probability sigmoid(x - 0.5)
+    x = torch.zeros((1, 1, 10, 10, 10))
+    x[0, 0, 3:6, 3:7, 3:8] = 1.0  # 3 x 4 x 5 = 60 voxels
+    roi = np.zeros((10, 10, 10), bool)
+    roi[3:6, 3:7, 3:5] = True  # 24 of them, plus 6 outside at x = 0 below
+    roi[0, 0, :6] = True
+    spread = M.tta_segmentation(
+        lambda t: t - 0.5, x, 0, voxel_ml=0.001, roi=roi, n=3, shift_voxels=1, intensity=0.0, noise=0.0
+    )
+    assert spread.volumes_ml == pytest.approx([0.06] * 4)  # 60 voxels of 1 mm³, moved but whole
+    assert spread.dice == [1.0] * 4  # shifted back: the same voxels
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    assert spread.roi_probability[0] == pytest.approx((24 * sig(0.5) + 6 * sig(-0.5)) / 30, rel=1e-6)
+    assert spread.sd(spread.volumes_ml) == 0.0 and spread.sd([0.5]) is None
+    # an empty segmentation agrees with itself: Dice 1, volume 0
+    empty = M.tta_segmentation(lambda t: t - 5.0, x, 0, voxel_ml=0.001, n=2)
+    assert empty.volumes_ml == [0.0] * 3 and empty.dice == [1.0] * 3 and empty.roi_probability == []

@@ -162,7 +162,7 @@ def test_weights_that_do_not_fit_the_architecture(tmp_path):
         ({"classes": []}, "classes must be a non-empty list"),
         ({"input": {"size": [32, 32]}}, r"input size must be three positive numbers"),
         ({"input": {"orientation": "RAA"}}, "orientation must be three letters"),
-        ({"normalization": {"kind": "minmax"}}, "normalization kind must be one of"),
+        ({"normalization": {"kind": "robust"}}, "normalization kind must be one of"),
         ({"wieghts": "x.pt"}, "unknown spec field: wieghts"),
     ],
 )

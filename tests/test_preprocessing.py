@@ -180,3 +180,127 @@ def test_a_prepared_input_is_reused_only_for_the_same_voxels_and_grid():
     direct = explain(flat, model, "gradcam", target="lesion")
     reused = explain(flat, model, "gradcam", target="lesion", model_input=mi)
     np.testing.assert_array_equal(reused.native.array, direct.native.array)
+
+
+# -- normalisations brainchop uses, and the crop-to-foreground step ------------------------------
+def test_minmax_maps_the_grid_range_to_0_1():
+    a = np.array([[[3.0, 5.0], [7.0, 11.0]]], dtype=np.float32)
+    from napari_mlmi_interp.models.preprocessing import normalize
+
+    np.testing.assert_allclose(normalize(a, Normalization(kind="minmax")), (a - 3) / 8)
+
+
+@pytest.mark.parametrize("n", [1000, 1001, 4913])
+def test_quantile_normalisation_takes_brainchops_sorted_indices(n):
+    from napari_mlmi_interp.models.preprocessing import normalize
+
+    a = np.random.default_rng(n).gamma(2.0, 30.0, size=n).astype(np.float32)
+    # brainchop's calculateQuantiles: sort, then index floor(n * 0.05) and ceil(n * 0.95) - 1
+    s = np.sort(a)
+    lo, hi = s[int(np.floor(n * 0.05))], s[int(np.ceil(n * 0.95)) - 1]
+    out = normalize(a, Normalization(kind="quantile", lower=5, upper=95))
+    np.testing.assert_allclose(out, (a - lo) / (hi - lo), rtol=1e-6)
+    assert out.min() < 0 and out.max() > 1  # not clipped, as brainchop
+
+
+def test_crop_box_pads_and_clamps_to_the_grid():
+    from napari_mlmi_interp.models.preprocessing import crop_box
+
+    mask = np.zeros((10, 12, 14), bool)
+    mask[2:5, 6:8, 9:13] = True
+    assert crop_box(mask, (1, 3, 4)) == ((1, 6), (3, 11), (5, 14))  # x: 13 + 4 clamped to 14
+    assert crop_box(mask) == ((2, 5), (6, 8), (9, 13))
+    assert crop_box(np.zeros((3, 4, 5), bool), (2, 2, 2)) == ((0, 3), (0, 4), (0, 5))
+
+
+def _blob_volume() -> Volume:
+    """A bright block (the 'head') in a dark 30 x 32 x 34 volume, oblique, 1.5 mm."""
+    array = np.full((30, 32, 34), 5.0, np.float32)
+    array[8:20, 10:25, 6:30] = 100.0
+    array[12, 15, 12] = 300.0  # the maximum
+    return Volume(array, Geometry(array.shape, (1.5, 1.5, 1.5), (10, -20, 5), _rot(5, 0, 12) @ AXIAL))
+
+
+def _crop_pre(**crop) -> Preprocessor:
+    spec = InputSpec(axes="xyz", crop={"to": "foreground", **crop})
+    return Preprocessor(spec, Normalization(kind="minmax"))
+
+
+def test_crop_to_foreground_records_its_box_and_is_a_sub_grid():
+    vol = _blob_volume()
+    pre = _crop_pre(threshold=0.2, padding_mm=3.0)  # > 0.2 x max: the block; 3 mm = 2 voxels
+    mi = pre.forward(vol)
+    assert mi.crop_box == ((6, 22), (8, 27), (4, 32))
+    assert mi.grid.shape == (16, 19, 28) and mi.array.shape == (1, 28, 19, 16)  # xyz
+    full = Preprocessor(InputSpec(axes="xyz"), Normalization(kind="minmax")).forward(vol)
+    np.testing.assert_array_equal(mi.array, full.array[:, 4:32, 8:27, 6:22])  # normalised before the crop
+    # the cropped grid's voxel (0, 0, 0) is the uncropped grid's voxel (6, 8, 4), in LPS mm
+    np.testing.assert_allclose(mi.grid.to_lps([0, 0, 0]), full.grid.to_lps([6, 8, 4]), atol=1e-9)
+
+
+def test_a_map_on_the_crop_lands_on_the_same_lps_voxels():
+    vol = _blob_volume()
+    pre = _crop_pre(threshold=0.2, padding_mm=3.0)
+    mi = pre.forward(vol)
+    rng = np.random.default_rng(0)
+    model_map = rng.random(mi.array.shape[1:]).astype(np.float32)  # model axes (x, y, z)
+    native = pre.inverse(model_map, mi, default=-1.0)
+    assert native.shape == vol.shape
+    (z0, z1), (y0, y1), (x0, x1) = mi.crop_box
+    inside = np.zeros(vol.shape, bool)
+    inside[z0:z1, y0:y1, x0:x1] = True
+    np.testing.assert_array_equal(native[inside].reshape(z1 - z0, y1 - y0, x1 - x0), model_map.T)
+    assert np.all(native[~inside] == -1.0)  # outside the crop: the background value
+    # voxel by voxel in LPS: the crop's voxel k sits where the scan's voxel holding its value sits
+    for k in [(0, 0, 0), (3, 7, 11), (15, 18, 27)]:
+        lps = mi.grid.to_lps(np.array(k, float))
+        idx = tuple(np.round(vol.geometry.to_index(lps)).astype(int))
+        assert native[idx] == model_map[k[::-1]]
+
+
+def test_crop_to_a_model_mask_uses_the_mask_given_on_the_scan_grid():
+    vol = _blob_volume()
+    mask = np.zeros(vol.shape, np.uint8)
+    mask[10:13, 14:16, 20:22] = 1  # a small 'brain' inside the head
+    calls = []
+
+    def foreground(volume, name):
+        calls.append(name)
+        return mask
+
+    spec = InputSpec(axes="zyx", crop={"to": "model", "model": "brain-extractor", "padding_mm": 1.5})
+    mi = Preprocessor(spec, Normalization(kind="minmax"), foreground=foreground).forward(vol)
+    assert calls == ["brain-extractor"]
+    assert mi.crop_box == ((9, 14), (13, 17), (19, 23))
+    with pytest.raises(ModelError, match="needs the name of that model"):
+        InputSpec(crop={"to": "model"})
+    with pytest.raises(ModelError, match="crop 'to' must be one of"):
+        InputSpec(crop={"to": "brain"})
+
+
+def test_a_prepared_input_is_not_reused_across_crop_settings():
+    vol = _blob_volume()
+    a = _crop_pre(threshold=0.2)
+    b = _crop_pre(threshold=0.2, padding_mm=3.0)
+    mi = a.forward(vol)
+    assert mi.made_from(vol, (a.input, a.normalization))
+    assert not mi.made_from(vol, (b.input, b.normalization))
+
+
+def test_crop_round_trips_through_a_spec_file(tmp_path):
+    from napari_mlmi_interp.models import ModelSpec
+
+    spec = ModelSpec(
+        "m",
+        "segmentation",
+        ["bg", "brain"],
+        input=InputSpec(crop={"to": "foreground", "threshold": 0.5, "padding_mm": 20}),
+        normalization=Normalization(kind="quantile", lower=5, upper=95),
+    )
+    import json
+
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(spec.to_dict()))
+    again = ModelSpec.from_file(path)
+    assert again.input == spec.input and again.normalization == spec.normalization
+    assert again.input.crop.padding_mm == 20.0

@@ -49,3 +49,44 @@ def test_write_sample_round_trips(tmp_path):
     np.testing.assert_array_equal(scan.array, s.scan.array)
     np.testing.assert_array_equal(mask.array, s.mask.array)
     assert np.allclose(mask.index_to_lps, s.scan.index_to_lps, atol=1e-4)
+
+
+def test_real_t1_ships_conformed_and_cli_writes_it_byte_for_byte(tmp_path, capsys):
+    import json
+
+    import nibabel as nib
+
+    from napari_mlmi_interp.cli import main
+    from napari_mlmi_interp.sample import load_real_t1
+
+    t1 = load_real_t1()
+    g = t1.geometry
+    assert g.shape == (256, 256, 256) and g.spacing == (1.0, 1.0, 1.0) and t1.array.dtype == np.uint8
+    assert main(["sample", str(tmp_path), "--real", "--json"]) == 0
+    path = json.loads(capsys.readouterr().out)["scan"]
+    img = nib.load(path)
+    assert nib.aff2axcodes(img.affine) == ("L", "I", "A")  # FreeSurfer-conformed, read independently
+    # our geometry agrees with nibabel's affine (RAS) at every corner, in LPS mm
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0])
+    for ijk in [(0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255), (17, 200, 93)]:
+        ras = img.affine[:3, :3] @ np.array(ijk, float) + img.affine[:3, 3]
+        np.testing.assert_allclose(g.to_lps(np.array(ijk[::-1], float)), ras_to_lps @ ras, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(img.dataobj).transpose(2, 1, 0), t1.array)
+    (again,) = load(path)
+    np.testing.assert_array_equal(again.array, t1.array)
+
+
+def test_real_t1_sample_layer_is_an_image_in_lps_mm():
+    from napari_mlmi_interp._sample_data import real_t1
+
+    (layer,) = real_t1()
+    data, kwargs, kind = layer
+    assert kind == "image" and data.shape == (256, 256, 256)
+    assert kwargs["metadata"]["volume"].name == "real T1 (brainchop)"
+
+
+def test_sample_refuses_two_kinds_at_once(tmp_path, capsys):
+    from napari_mlmi_interp.cli import main
+
+    assert main(["sample", str(tmp_path), "--real", "--shortcut"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -171,7 +171,7 @@ def test_model_request_needs_a_model_and_the_goal_drives_recommendations(
     session.set_goal(Goal("classification", "developer", "debug"))
     assert goals == [session.goal]
     recs = session.recommended()
-    assert recs and all(set(served) <= set(session.goal.elements) for _m, served, _n in recs)
+    assert recs and all(set(r.served) <= set(session.goal.elements) for r in recs)
     assert session.recommended(["localization"]) != session.recommended(["model_transparency"])
     session.close()
 

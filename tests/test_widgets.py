@@ -255,3 +255,41 @@ def test_reference_panel_for_a_model_without_prototypes(viewer_with_sample, qtbo
     layer = opened[0]
     assert layer is viewer.layers[-1]
     assert len(viewer.layers) == n + 1 and layer.name.startswith("reference · ")
+
+
+def test_segmentation_target_and_roi_together_in_the_panel(viewer_with_sample, qtbot, widgets):
+    """Target class and ROI set together: a Labels layer (one of its labels), or the model's own
+    segmentation of a class; the map is the one explain() gives for the same request."""
+    from napari_mlmi_interp.explain import explain
+    from napari_mlmi_interp.models import resolve_model
+    from napari_mlmi_interp.overlays import volume_of_layer
+
+    viewer, scan, mask = viewer_with_sample
+    widget = _explain_widget(viewer, widgets, model="lesion-segmenter", method="saliency")
+    assert widget.target.currentData() == "lesion" and widget.roi.isEnabled()
+    widget.roi.setCurrentIndex(widget.roi.findData(f"layer:{mask.name}"))
+    widget.roi_label.setText("LESION")  # a class name, matched as typed; its voxels are the ROI
+    widget.run()
+    _wait_idle(qtbot, widget)
+    result = widget.last_result
+    assert result.target["name"] == "lesion" and result.target["roi"] == "given mask"
+    volume = volume_of_layer(scan)
+    expected = explain(
+        volume,
+        resolve_model("lesion-segmenter"),
+        "saliency",
+        target="lesion",
+        roi=volume_of_layer(mask).array == 1,
+    )
+    np.testing.assert_allclose(result.native.array, expected.native.array, rtol=1e-5, atol=1e-8)
+    assert result.prediction.computed and "mL" in widget.status.text()  # from saliency's own pass
+    # the model's own segmentation of a class as the ROI
+    widget.roi.setCurrentIndex(widget.roi.findData("class:lesion"))
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert widget.last_result.target["roi"] == "model prediction"
+    # a label the layer does not hold: one message, no run
+    widget.roi.setCurrentIndex(widget.roi.findData(f"layer:{mask.name}"))
+    widget.roi_label.setText("7")
+    widget.run()
+    assert "no voxel of the label map holds label 7" in widget.status.text() and not widget.busy

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -28,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import MlmiError
 from ..explain import Explanation, explain, get_method, list_methods
+from ..explain.targets import roi_choices, roi_request
 from ..framework.settings import DEFAULT_TOPK_PERCENT
 from ..models import available_models
 from ..models.held import held_models
@@ -42,6 +44,7 @@ from ..overlays import (
 )
 from ..overlays.roles import Role, layers_of, role_of, scan_layers
 from .jobs import JobRunner, describe_error
+from .param_widgets import param_widget
 
 #: Shown first: the methods a reader most often wants, cheapest first.
 RECOMMENDED = ("gradcam", "integrated_gradients", "smoothgrad", "occlusion", "gradcam_pp")
@@ -49,12 +52,6 @@ RECOMMENDED = ("gradcam", "integrated_gradients", "smoothgrad", "occlusion", "gr
 HIDDEN_PARAMS = {"internal_batch_size", "nt_samples_batch_size", "perturbations_per_eval", "seed"}
 FROM_FILE = "From file…"
 PREDICTED = "predicted class"
-MODEL_PREDICTION = "model's own prediction"
-
-_CHOICES = {
-    "method": ["gausslegendre", "riemann_trapezoid", "riemann_left"],
-    "strategy": ["full", "coarse_to_fine"],
-}
 
 
 class ExplainWidget(QWidget):
@@ -103,6 +100,11 @@ class ExplainWidget(QWidget):
         self.model = QComboBox()
         self.method = QComboBox()
         self.target = QComboBox()
+        self.roi = QComboBox()  # segmentation: where the target's logits are scored
+        self.roi.setToolTip("segmentation: the target class's logits are summed inside this ROI")
+        self.roi_label = QLineEdit()
+        self.roi_label.setPlaceholderText("all labels")
+        self.roi_label.setToolTip("ROI from a Labels layer: a class name or a label value (empty: any label)")
         self.params_form = QFormLayout()
         self.param_widgets: dict[str, QWidget] = {}
 
@@ -149,6 +151,8 @@ class ExplainWidget(QWidget):
         form.addRow("model", self.model)
         form.addRow("method", self.method)
         form.addRow("target", self.target)
+        form.addRow("ROI", self.roi)
+        form.addRow("ROI label", self.roi_label)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(self.params_form)
@@ -271,24 +275,30 @@ class ExplainWidget(QWidget):
         self._on_method_changed()
 
     def _fill_targets(self) -> None:
+        """Classes (a classifier: or the predicted one); a segmenter's ROIs (:func:`roi_choices`)."""
+        from napari.layers import Labels
+
         spec = self._spec()
-        current = self.target.currentText()
+        current, current_roi = self.target.currentText(), self.roi.currentText()
         self.target.clear()
+        self.roi.clear()
+        segmenter = spec is not None and spec.task != "classification"
+        self.roi.setEnabled(segmenter)
+        self.roi_label.setEnabled(segmenter)
         if spec is None:
             return
-        if spec.task == "classification":
+        if not segmenter:
             self.target.addItem(PREDICTED, None)
-            for c in spec.classes:
-                self.target.addItem(c, c)
-        else:
-            from napari.layers import Labels
-
-            self.target.addItem(MODEL_PREDICTION, None)
-            for layer in self.viewer.layers:
-                if isinstance(layer, Labels) and layer.ndim == 3 and role_of(layer) is not Role.CONTOUR:
-                    self.target.addItem(f"ROI: {layer.name}", ("layer", layer.name))
+        for c in spec.classes:
+            self.target.addItem(c, c)
+        if segmenter:
+            names = [ly.name for ly in self.viewer.layers if isinstance(ly, Labels) and ly.ndim == 3]
+            names = [n for n in names if role_of(self.viewer.layers[n]) is not Role.CONTOUR]
+            for text, choice in roi_choices(list(spec.classes), names):
+                self.roi.addItem(text, choice)
+            self.roi.setCurrentIndex(max(0, self.roi.findText(current_roi)))
         index = self.target.findText(current)
-        self.target.setCurrentIndex(index if index >= 0 else 0)
+        self.target.setCurrentIndex(index if index >= 0 else int(segmenter and len(spec.classes) > 1))
 
     def _on_method_changed(self, *_: Any) -> None:
         while self.params_form.rowCount():
@@ -300,7 +310,7 @@ class ExplainWidget(QWidget):
         for key, default in get_method(name).params.items():
             if key in HIDDEN_PARAMS:
                 continue
-            widget = _param_widget(key, default)
+            widget = param_widget(key, default)
             widget.setObjectName(key)
             self.param_widgets[key] = widget
             self.params_form.addRow(key.replace("_", " "), widget)
@@ -330,11 +340,14 @@ class ExplainWidget(QWidget):
             shape = self._model_grid_shape(spec)
         except Exception:  # an unusual layer: no estimate rather than a broken widget
             return
+        from ..explain.timing import cost_label, known_timing
+
+        # minutes once a pass of this model on this grid was timed (the sidebar times it)
+        timing = known_timing(held_models().key_for(self.model.currentData() or ""), shape)
         for i in range(self.method.count()):
             m = get_method(self.method.itemData(i))
             params = {**m.params, **(self.params() if m.name == self.method.currentData() else {})}
-            fwd, bwd = m.cost(params, shape)
-            self.method.setItemText(i, f"{m.title} — {fwd} forward + {bwd} backward passes")
+            self.method.setItemText(i, cost_label(m, shape, timing, params=params))
 
     def _model_grid_shape(self, spec) -> tuple[int, ...]:
         """The grid the model sees the current scan on (its preprocessing's output), voxels."""
@@ -370,20 +383,21 @@ class ExplainWidget(QWidget):
         if layer is None or spec is None or not method:
             self._error("choose a scan layer, a model and a method first")
             return
-        target = self.target.currentData()
-        roi = None
         try:
             volume = volume_of_layer(layer)
-            if isinstance(target, tuple):
-                roi = volume_of_layer(self.viewer.layers[target[1]]).array
-                target = None
-        except (ValueError, KeyError) as exc:  # a 2D or sheared layer, a ROI layer deleted meanwhile
-            self._error(str(exc))
+            rois = roi_request(
+                self.roi.currentData() if self.roi.isEnabled() else None,
+                self.roi_label.text(),
+                list(spec.classes),
+                lambda name: volume_of_layer(self.viewer.layers[name]).array,
+            )
+        except (ValueError, KeyError) as exc:  # a 2D or sheared layer, a ROI layer deleted, no such label
+            self._error(str(exc).strip("'\""))
             return
         key = (id(volume), source)
         options = {
-            "target": target,
-            "roi": roi,
+            "target": self.target.currentData(),
+            **rois,
             "params": self.params(),
             "model_input": self._inputs.get(key),
             "memory_budget_mb": float(self.budget.value()),
@@ -470,6 +484,8 @@ class ExplainWidget(QWidget):
         pred = result.prediction
         if pred.probabilities is not None:
             said = f"{pred.label} (p = {pred.probabilities[pred.predicted]:.3f})"
+        elif not pred.computed:
+            said = "prediction not computed (no pass of the method on the scan itself)"
         else:
             said = ", ".join(f"{c}: {ml:.2f} mL" for c, ml in pred.volumes_ml.items()) or "nothing segmented"
         peak = ", ".join(f"{v:.1f}" for v in result.peak_lps())
@@ -543,27 +559,3 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, ValueError | OSError | MlmiError):
         return str(exc)
     return describe_error(exc)
-
-
-def _param_widget(key: str, default: Any) -> QWidget:
-    if isinstance(default, bool):
-        w = QCheckBox()
-        w.setChecked(default)
-        return w
-    if isinstance(default, str):
-        w = QComboBox()
-        for choice in _CHOICES.get(key, [default]):
-            w.addItem(choice)
-        w.setCurrentText(default)
-        return w
-    if isinstance(default, int):
-        w = QSpinBox()
-        w.setRange(1, 100_000)
-        w.setValue(default)
-        return w
-    w = QDoubleSpinBox()
-    w.setDecimals(3)
-    w.setRange(-1e6, 1e6)
-    w.setSingleStep(0.05)
-    w.setValue(float(default))
-    return w

@@ -88,6 +88,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             keep_identity=args.dicom_keep_identity,
             anonymise=args.anonymise,
             progress=_progress(bar, []),
+            evidence=args.evidence,
         )
     finally:
         bar.close()
@@ -129,6 +130,15 @@ def _add_batch_parser(sub: Any) -> None:
     p.add_argument("--target", default=None, help="class name or index (default: the predicted class)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     add_figure_settings(p, "for the metrics and the DICOM SEG")
+    p.add_argument(
+        "--evidence",
+        nargs="?",
+        const="full",
+        default=None,
+        choices=("full", "quick"),
+        help="also the model figures of every map (deletion/insertion, randomisation, infidelity, "
+        "score drop, augmentation spread; a segmenter's on its ROI score): minutes per map",
+    )
     p.add_argument(
         "--dicom",
         action="store_true",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from ._common import QUIET_HELP, CliError, _Bar, _load, _progress_on, _warn
+from ._common import QUIET_HELP, CliError, _Bar, _load, _out_dir, _progress_on, _warn
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -35,11 +36,27 @@ def _print_prediction(pred: Any, name: str, model_name: str) -> None:
             print(f"    {c:20s} {ml:.3f} mL")
 
 
+def _write_segmentation(pred: Any, volume: Any, model_name: str, out: Path, used: set[str]) -> str:
+    """The label map on the scan's own grid as ``OUT/<scan>_<model>_labels.nii.gz``; its path."""
+    from ..io import output_stem, safe_name, save
+
+    stem = safe_name(f"{output_stem(volume)}_{model_name}_labels")
+    name, k = stem, 2
+    while name in used:
+        name, k = f"{stem}_{k}", k + 1
+    used.add(name)
+    return str(save(pred.segmentation, out / f"{name}.nii.gz"))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..models import ModelError, predict, resolve_model
 
+    out = _out_dir(args.out, "--out") if args.out else None
     volumes = _load(args.scan)
     model = resolve_model(args.model, spec=args.spec)
+    if out is not None and model.spec.task != "segmentation":
+        raise CliError(f"--out writes a label map; model '{model.spec.name}' is a {model.spec.task} model")
+    used: set[str] = set()
     results = []
     bar = _Bar(_progress_on(args), "predict", "volume")
     bar(0, len(volumes))
@@ -54,6 +71,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             bar.close()
         _warn(getattr(pred, "warnings", []))
         entry = {"volume": v.name, "case_id": v.case_id, **pred.to_dict(), "model_sha256": model.sha256}
+        if model.spec.task == "segmentation":
+            entry["voxel_volume_ml"] = v.geometry.voxel_volume_ml
+        if out is not None:
+            entry["segmentation"] = _write_segmentation(pred, v, model.spec.name, out, used)
+            if not args.json:
+                print(f"    label map: {entry['segmentation']}")
         results.append(entry)
         if not args.json:
             _print_prediction(pred, v.name, model.spec.name)
@@ -89,7 +112,17 @@ def add_parser(sub: Any) -> None:
         "--model", required=True, metavar="NAME_OR_PATH", help="a model name, a spec file or a weights file"
     )
     p.add_argument("--spec", default=None, help="spec (YAML/JSON) for a weights file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="segmentation: write each label map (the scan's own grid) as DIR/<scan>_<model>_labels.nii.gz",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print {volume, classes, volumes_ml (voxels x voxel_volume_ml, on the scan's grid), ...}",
+    )
     p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_predict)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import load, output_stem, save
-from ._common import _fmt, _load, _out_dir
+from ._common import CliError, _fmt, _load, _out_dir
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -53,7 +53,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ..sample import write_sample
 
     paths: dict[str, Any]
-    if args.shortcut:
+    if args.shortcut and args.real:
+        raise CliError("give --shortcut or --real, not both")
+    if args.real:
+        from ..sample import write_real_t1
+
+        paths = write_real_t1(args.out_dir)
+    elif args.shortcut:
         from ..synthetic import make_shortcut_case
 
         case = make_shortcut_case()
@@ -84,11 +90,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("out_dir")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("sample", help="write the sample brain scan and its lesion mask as NIfTI")
+    p = sub.add_parser(
+        "sample", help="write the sample brain scan and its lesion mask (or the real T1) as NIfTI"
+    )
     p.add_argument("out_dir")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--shortcut", action="store_true", help="the shortcut case (lesion + burned-in tag) instead"
+    )
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="the real T1 (brainchop, 256³ 1 mm, MIT) as OUT_DIR/real_t1.nii.gz, for the brainchop-* models",
     )
     p.add_argument("--json", action="store_true", help='print {"scan": PATH, "mask": PATH}')
     p.set_defaults(func=cmd_sample)

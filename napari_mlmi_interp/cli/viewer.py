@@ -68,6 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     headless = not os.environ.get("DISPLAY")
     out_dir = Path(args.out)
+    if args.real:
+        return _real_demo(out_dir, args.screenshot or (str(out_dir / "demo_real.png") if headless else None))
     screenshot = args.screenshot or (str(out_dir / "demo.png") if headless else None)
     sample = make_sample()
     files = {
@@ -82,6 +84,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     results = {**files, **summary}
     (out_dir / "demo_results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(_short(files, summary, out_dir / "demo_results.json"), indent=2))
+    return 0
+
+
+def _real_demo(out_dir: Path, screenshot: str | None) -> int:
+    """``demo --real``: the real T1, the zoo's parcellation, one structure explained and judged."""
+    _need_display(screenshot)
+    from .._widgets.demo_real import run_real_demo
+    from ..vocabulary import ELEMENTS
+
+    summary = run_real_demo(out_dir, screenshot=screenshot)
+    evidence = summary["framework"].get("evidence") or {}
+    short = {
+        "model": summary["model"],
+        "structure": summary["structure"],
+        "structure_volume_ml": summary["structure_volume_ml"],
+        "peak_lps_mm": summary["explanation"].get("peak_lps_mm"),
+        "peak_in_structure": summary["explanation"]["peak_in_structure"],
+        "figures": {element: evidence.get(element, {}) for element in ELEMENTS},
+        "seconds": summary["seconds"],
+        "screenshots": summary.get("screenshots", {}),
+        "results": str(out_dir / "demo_real_results.json"),
+    }
+    print(json.dumps(short, indent=2))
     return 0
 
 
@@ -100,4 +125,10 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--screenshot", metavar="PNG", default=None)
     p.add_argument("--out", metavar="DIR", default="mlmi-interp-demo")
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="instead: the real T1, the zoo's real parcellation (brainchop-aparc50), the left hippocampus "
+        "explained and judged on the five elements",
+    )
     p.set_defaults(func=cmd_demo)

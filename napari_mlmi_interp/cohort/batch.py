@@ -2,12 +2,13 @@
 
 Every case runs :func:`run_case` on a worker: load the scan (and its ROI), explain it with
 each method, write the native-grid map as NIfTI in the case's own geometry, score it
-(:func:`~napari_mlmi_interp.framework.map_evidence`, against the ROI when there is one) and
-write a JSON sidecar (tool and library versions, model hash, method, parameters, target,
-prediction, timings, figures). ``case.json`` is written last, atomically: a case is done when
-it exists, so a rerun skips finished cases and an interrupted one leaves no half-done case
-behind. A case that fails records its error (``error.json``) and the others go on; a rerun
-tries it again.
+(:func:`~napari_mlmi_interp.framework.map_evidence`, against the ROI when there is one; for a
+segmenter without one, against the ROI it explained, and said so; with ``evidence``, also
+:func:`~napari_mlmi_interp.framework.model_evidence`) and write a JSON sidecar (tool and
+library versions, model hash, method, parameters, target, prediction, timings, figures).
+``case.json`` is written last, atomically: a case is done when it exists, so a rerun skips
+finished cases and an interrupted one leaves no half-done case behind. A case that fails
+records its error (``error.json``) and the others go on; a rerun tries it again.
 
 No input path or file name (which may hold a patient's name) is written into a case's files:
 cases are named by a keyed hash of their input, records carry the case's pseudonym, and
@@ -29,13 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..framework.evidence import LOCALIZATION_FIGURES
+from ..framework.evidence.from_model import MODEL_FIGURES
 from ..framework.settings import DEFAULT_TOLERANCE_MM, DEFAULT_TOPK_PERCENT
 from .manifest import Case, read_cases
 
 __all__ = ["BatchResult", "case_inputs", "run_batch", "run_case"]
 
 SUMMARY_FIGURES = (*LOCALIZATION_FIGURES, "components_90", "gini", "entropy", "region_volume_ml")
+
+#: ``evidence``: the model figures' effort (curve steps, randomisation stages, perturbations, copies).
+EVIDENCE_EFFORT = {
+    "quick": {"steps": 10, "randomisation_stages": 3, "infidelity_samples": 8, "tta": 4},
+    "full": {},
+}
 
 _MODELS: dict[str, Any] = {}  # per worker process: each model is loaded once
 
@@ -94,8 +103,13 @@ def run_case(
     threads: int | None = None,
     dicom: bool = False,
     keep_identity: bool = False,
+    evidence: str | None = None,
 ) -> dict[str, Any]:
     """Explain one case with every method; returns its record (also written as ``case.json``).
+
+    With ``evidence`` (``'quick'`` or ``'full'``, :data:`EVIDENCE_EFFORT`) the model figures
+    are computed too (deletion/insertion, randomisation, infidelity, score drop, augmentation
+    spread; for a segmenter on its ROI score): the model runs tens of times per method.
 
     With ``dicom`` and a DICOM source, each map is also written into the source study
     (:func:`~napari_mlmi_interp.export.export_dicom`: derived series, Parametric Map, SEG of
@@ -125,13 +139,14 @@ def run_case(
             )
             model_input = result.prediction.model_input
             map_path = _write_map(result, folder, method)
-            evidence = _score(result, roi, volume, percent, tolerance_mm)
-            sidecar = _sidecar(result, evidence, map_path)
+            scoring = _Scoring(percent, tolerance_mm, evidence, record.setdefault("notes", []))
+            evidence_ = _score(result, roi, volume, scoring, loaded)
+            sidecar = _sidecar(result, evidence_, map_path)
             if dicom and volume.references.get("SOPInstanceUIDs"):
                 export = _ExportRequest(folder / "dicom" / method, method, percent, keep_identity)
                 sidecar["dicom"] = _export_dicom(result, volume, export, sources, record)
             _write_json(folder / f"{method}.json", _for_disk(sidecar, case))
-            record["methods"][method] = _method_record(result, map_path, sidecar, evidence)
+            record["methods"][method] = _method_record(result, map_path, sidecar, evidence_)
         record.update(status="ok", seconds=round(time.perf_counter() - started, 3), worker_pid=os.getpid())
         (folder / "error.json").unlink(missing_ok=True)
         _write_json(folder / "case.json", _for_disk(record, case))
@@ -180,11 +195,37 @@ def _write_map(result: Any, folder: Path, method: str) -> Path:
     return map_path
 
 
-def _score(result: Any, roi: Any, volume: Any, percent: float, tolerance_mm: float) -> Any:
-    """The map's evidence (against the ROI when there is one)."""
-    from ..framework import map_evidence
+@dataclass(frozen=True)
+class _Scoring:
+    """How a case's maps are scored: the figure settings, the model figures' effort, the notes."""
 
-    return map_evidence(result.native, roi=roi, scan=volume, percent=percent, tolerance_mm=tolerance_mm)
+    percent: float
+    tolerance_mm: float
+    evidence: str | None
+    notes: list[str]
+
+
+def _score(result: Any, roi: Any, volume: Any, scoring: _Scoring, model: Any) -> Any:
+    """The map's evidence (against the ROI when there is one), and the model's with ``evidence``.
+
+    A segmenter's map without a case ROI is scored against the ROI it explained (class T
+    inside M: the model's own segmentation of T, or the mask given), and the record says so.
+    """
+    from ..framework import map_evidence, model_evidence
+
+    explained = getattr(result, "roi", None)
+    if roi is None and explained is not None:
+        roi = explained
+        note = f"{result.method}: localization against the explained ROI ({result.target.get('roi')})"
+        if note not in scoring.notes:
+            scoring.notes.append(note)
+    figures = map_evidence(
+        result.native, roi=roi, scan=volume, percent=scoring.percent, tolerance_mm=scoring.tolerance_mm
+    )
+    if scoring.evidence is None:
+        return figures
+    effort = EVIDENCE_EFFORT[_checked_effort(scoring.evidence)]
+    return figures.merged(model_evidence(result, model, percent=scoring.percent, **effort))
 
 
 def _sidecar(result: Any, evidence: Any, map_path: Path) -> dict[str, Any]:
@@ -248,9 +289,20 @@ def _method_record(result: Any, map_path: Path, sidecar: dict[str, Any], evidenc
         "prediction": result.prediction.to_dict(),
         "peak_lps_mm": sidecar["peak_lps_mm"],
         "seconds": round(result.timings.get("total", 0.0), 4),
-        "figures": {k: evidence[k].to_dict()["value"] for k in SUMMARY_FIGURES if k in evidence},
-        "bands": {k: evidence[k].band for k in SUMMARY_FIGURES if k in evidence},
+        "figures": {k: evidence[k].to_dict()["value"] for k in _summary_keys(evidence)},
+        "bands": {k: evidence[k].band for k in _summary_keys(evidence)},
     }
+
+
+def _checked_effort(evidence: str) -> str:
+    if evidence not in EVIDENCE_EFFORT:
+        raise InputError(f"evidence must be one of {', '.join(EVIDENCE_EFFORT)}, got {evidence!r}")
+    return evidence
+
+
+def _summary_keys(evidence: Any) -> list[str]:
+    """The figures a summary row keeps: the map's, and the model's when they were computed."""
+    return [k for k in (*SUMMARY_FIGURES, *MODEL_FIGURES) if k in evidence]
 
 
 def _done(out: Path, case: Case) -> dict[str, Any] | None:
@@ -301,6 +353,7 @@ def run_batch(
     keep_identity: bool = False,
     anonymise: bool = False,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    evidence: str | None = None,
 ) -> BatchResult:
     """Explain every case of ``source`` with ``model`` and each of ``methods``.
 
@@ -317,6 +370,8 @@ def run_batch(
     dicom : bool
         Also write each map of a DICOM case into its source study (see :func:`run_case`),
         with the patient pseudonymised unless ``keep_identity``.
+    evidence : {'quick', 'full'}, optional
+        Also compute the model figures of every map (see :func:`run_case`): minutes per map.
     anonymise : bool
         Leave the ``input`` column (the scans' paths) out of the summary as well: then no
         file the batch writes holds a path or a file name of its inputs. The report then
@@ -347,6 +402,7 @@ def run_batch(
         "tolerance_mm": tolerance_mm,
         "dicom": dicom,
         "keep_identity": keep_identity,
+        **({"evidence": _checked_effort(evidence)} if evidence is not None else {}),
     }
     _write_config(out_dir, cases, kwargs)
     if pending and (workers > 0 or scheduler):
@@ -488,7 +544,7 @@ def summary_rows(
             }
             for cls, p in pred.get("probabilities", {}).items():
                 row[f"p[{cls}]"] = p
-            for key in SUMMARY_FIGURES:
+            for key in (*SUMMARY_FIGURES, *(k for k in MODEL_FIGURES if k in m["figures"])):
                 value = m["figures"].get(key)
                 row[key] = value if not isinstance(value, list) else json.dumps(value)
             row["map"] = m["map"]

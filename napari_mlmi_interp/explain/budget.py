@@ -1,16 +1,30 @@
-"""Batch sizes under a memory budget, from a measured forward pass.
+"""Batch sizes under a memory budget, from a measured forward and backward pass.
 
-The memory one sample needs is measured, not guessed, in two ways, and the larger counts:
-during a one-sample forward with gradients, every tensor autograd saves for the backward
-pass is counted (``torch.autograd.graph.saved_tensors_hooks``), plus the input and its
-gradient; and the process's real peak over one forward and backward is read (on Linux the
-resident-set high-water mark, reset first through ``/proc/self/clear_refs``; on CUDA the
-allocator's peak), which also sees the convolution workspaces and gradient buffers the
-first count misses (at 64³ the demo classifier saves 66 MB but peaks at 167 MB). A batch of
-``b`` samples needs about ``b`` times that; the batch size is the largest ``b`` within the
-budget. When not even one sample fits, the run is refused before it starts
-(:class:`MemoryBudgetError`, with the sizes); that is decided from a forward on a 4x smaller
-input first (:func:`rough_sample_bytes`), so the refusal itself stays within the budget.
+The memory one sample needs is its real peak over one forward and one input-gradient
+backward (on Linux the resident-set high-water mark, reset through ``/proc/self/clear_refs``
+after the C heap's free pages are returned with ``malloc_trim``; on CUDA the allocator's
+peak), measured on a *probe* and scaled by the voxel ratio. Saved tensors alone are not
+enough: the backward also holds the output's dense gradient and, per layer, the incoming and
+outgoing gradients and the convolution's buffers. On model18cls (a 21-channel MeshNet) the
+saved tensors are 18.1 activations' worth and the peak 22.8. Without handing the heap back
+first, a step reuses pages the process freed earlier and its peak reads low (mindgrab at 64^3:
+246 MB read for 1,161 MB allocated).
+
+The probes, so that nothing of full size is allocated to learn that it does not fit:
+
+* :func:`rough_sample_bytes`: a strided copy with 1/8, 1/4 or 1/2 of the voxels an axis (the
+  smallest with at least :data:`ROUGH_MIN_AXIS`), cheap and on the safe side (PyTorch's CPU
+  convolutions need up to twice as much per voxel at such sizes). Above the limit: refused
+  (:class:`MemoryBudgetError`, with the sizes) before the run starts.
+* :func:`per_sample_bytes`: the coarsest strided copy with at least :data:`PROBE_MIN_AXIS`
+  voxels an axis, else the sample itself; a probe whose own predicted cost exceeds the limit
+  is skipped. Measured (``benchmarks/memory.py``, docs/tfjs.md): within 10 % of the peak of one
+  Integrated Gradients sample for the brainchop MeshNets and the demo zoo.
+
+A segmentation target (a class's score in a full-size mask) does not take a smaller input;
+its probe runs the model inside it (``inner``) and sums one output channel, whose backward
+materialises the logits' gradient as the target's does. A batch of ``b`` samples needs about
+``b`` times one; the batch size is the largest ``b`` within the budget.
 
 On a CPU a batch also holds at most :data:`CPU_MAX_BATCH` samples and at most
 :data:`CPU_MAX_BATCH_MB` of them: bigger batches do not run faster there, they run slower,
@@ -34,6 +48,8 @@ __all__ = [
     "BATCH_PARAMS",
     "CPU_MAX_BATCH",
     "CPU_MAX_BATCH_MB",
+    "PROBE_MIN_AXIS",
+    "ROUGH_MIN_AXIS",
     "MemoryBudgetError",
     "batch_size_for",
     "default_budget_mb",
@@ -51,6 +67,15 @@ BATCH_PARAMS = {m.name: m.batch_param for m in METHODS.values() if m.batch_param
 CPU_MAX_BATCH = 4
 #: Most megabytes per batch on a CPU (at least one sample); see the module notes.
 CPU_MAX_BATCH_MB = 1024
+#: Smallest probe, voxels an axis, for the rough figure.
+ROUGH_MIN_AXIS = 16
+#: Shortest last axis of the probe the batch size is chosen from (the other axes stay whole);
+#: an input with a shorter one is measured whole. 48 covers a dilation-16 3x3x3 kernel (33).
+PROBE_MIN_AXIS = 48
+#: A probe that peaks below this (bytes) is run twice and the second step counts.
+STEADY_BELOW = 512 * 1024**2
+#: Peak over saved-tensor bytes, where the peak cannot be read (measured 1.25 on model18cls).
+SAVED_TO_PEAK = 1.3
 
 
 class MemoryBudgetError(MlmiError, ValueError):
@@ -93,12 +118,92 @@ def _remembered(memo: weakref.WeakKeyDictionary, module: Any, x: Any, compute: A
     return known[key]
 
 
-def per_sample_bytes(module: Any, x: Any) -> int:
-    """Bytes one sample needs for a forward and backward pass through ``module``.
+def per_sample_bytes(module: Any, x: Any, *, limit: float | None = None) -> int:
+    """Bytes one sample needs for a forward and an input-gradient backward through ``module``.
 
-    Measured once per module, input shape and dtype (remembered while the module lives).
+    Measured on the largest probe the rules in the module notes allow (the whole sample for
+    small inputs, else a strided copy ``x[..., ::f, ::f, ::f]`` of at least
+    :data:`PROBE_MIN_AXIS` voxels an axis) and scaled by the voxel ratio. With ``limit``
+    (bytes), a probe whose own cost, predicted from :func:`rough_sample_bytes`, exceeds it is
+    not run: nothing over the limit is allocated to find out that a sample does not fit.
+    Remembered per module, input shape and dtype while the module lives.
     """
-    return _remembered(_MEASURED, module, x, _measure)
+    return _remembered(_MEASURED, module, x, lambda m, t: _measure(m, t, limit))
+
+
+def rough_sample_bytes(module: Any, x: Any) -> int | None:
+    """Bytes one sample needs, from the smallest probe (1/512, 1/64 or 1/8 of the voxels).
+
+    Cheap enough to run before anything of full size is allocated, and at these small sizes
+    PyTorch's CPU convolutions tend to need more per voxel, not less (up to 2x), so the figure
+    errs on the safe side. None when the input is too small to shrink (fewer than
+    2 x :data:`ROUGH_MIN_AXIS` voxels on an axis) or the model accepts no smaller input.
+    """
+    return _remembered(_ROUGH, module, x, _rough)
+
+
+def _factors(size: int, min_axis: int) -> list[int]:
+    return [f for f in (8, 4, 2) if size // f >= min_axis]
+
+
+def _rough(module: Any, x: Any) -> int | None:
+    for f in _factors(min(x.shape[2:]), ROUGH_MIN_AXIS):
+        peak = _probe(module, x, f, last_axis_only=False)
+        if peak is not None:
+            return peak
+    return None
+
+
+def _measure(module: Any, x: Any, limit: float | None) -> int:
+    """The cheapest accurate probe: the last axis shortened 8, 4 or 2 times, else the sample."""
+    rough = rough_sample_bytes(module, x) if limit is not None else None
+    for f in [*_factors(int(x.shape[-1]), PROBE_MIN_AXIS), 1]:
+        if rough is not None and limit is not None and rough / f > limit:
+            continue  # this probe alone would not fit: try a smaller one
+        peak = _probe(module, x, f, last_axis_only=True)
+        if peak is not None:
+            return peak
+    return rough if rough is not None else _probe(module, x, 1, last_axis_only=True) or 0
+
+
+def _probe(module: Any, x: Any, factor: int, *, last_axis_only: bool) -> int | None:
+    """Peak bytes of one forward + backward on ``x[:1]`` strided by ``factor``, scaled to full size.
+
+    ``last_axis_only`` keeps every other axis whole: PyTorch picks each CPU convolution's
+    algorithm from the product of the input's leading sizes (batch x channels x first two
+    spatial axes, ``> 20480`` for oneDNN), and the per-voxel memory differs between them
+    (a 4-channel MeshNet: 34 activations' worth at 64^3, im2col; 15 at 96^3, oneDNN), so
+    only a probe that keeps those sizes measures what the full input will use.
+
+    The module is run as given; when it refuses the smaller input (a segmentation target holds a
+    full-size mask), its ``inner`` module is run and one output channel summed, whose backward
+    materialises the logits' gradient as the target's does. None when neither accepts the input.
+    """
+    import torch
+
+    full = x[:1]
+    if last_axis_only:
+        index = (*[slice(None)] * (full.ndim - 1), slice(None, None, factor))
+    else:
+        index = (slice(None), slice(None), *[slice(None, None, factor)] * (full.ndim - 2))
+    sample = full[index].detach().clone().requires_grad_(True)
+    scale = full.numel() / sample.numel()
+    candidates = [module]
+    if factor > 1 and isinstance(getattr(module, "inner", None), torch.nn.Module):
+        candidates.append(module.inner)
+    for candidate in candidates:
+        try:
+            peak = _peak_of_one_step(candidate, sample)
+            if peak is not None and peak < STEADY_BELOW:
+                # a first step at a new shape also builds the convolution kernels for it, once
+                # per process (about 20-50 MB): the second step is what each sample costs
+                peak = min(peak, _peak_of_one_step(candidate, sample) or peak)
+        except Exception:  # the model wants another input size
+            continue
+        if peak is None:  # the peak cannot be read here: count what autograd saves
+            peak = int(_saved_bytes(candidate, sample) * SAVED_TO_PEAK)
+        return int(peak * scale)
+    return None
 
 
 def _saved_bytes(module: Any, sample: Any) -> int:
@@ -118,12 +223,6 @@ def _saved_bytes(module: Any, sample: Any) -> int:
     return saved
 
 
-def _measure(module: Any, x: Any) -> int:
-    sample = x[:1].detach().clone().requires_grad_(True)
-    estimate = _saved_bytes(module, sample) + 2 * sample.numel() * sample.element_size()
-    return max(estimate, _peak_of_one_step(module, sample) or 0)
-
-
 def _status_bytes(key: str) -> int | None:
     try:
         with open("/proc/self/status") as f:
@@ -135,14 +234,36 @@ def _status_bytes(key: str) -> int | None:
     return None
 
 
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc), so that they are counted again."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _peak_of_one_step(module: Any, sample: Any) -> int | None:
-    """Real peak bytes of one forward + input-gradient backward (None when it cannot be read)."""
+    """Real peak bytes of one forward + input-gradient backward (None when it cannot be read).
+
+    On CUDA the allocator's peak. On Linux the resident-set high-water mark above the resident
+    set before the step, after the C heap's free pages are given back (``malloc_trim``): without
+    that, the step reuses pages freed earlier in the process and its peak reads low (in a
+    process that had run the model before, mindgrab at 64^3 read 246 MB for a 1,161 MB step).
+    """
     import torch
 
     def step() -> None:
         with torch.enable_grad():
             out = module(sample)
-            torch.autograd.grad(out.sum(), sample)
+            # a map (a segmenter's logits) is scored as a target scores it: one channel summed,
+            # the logits freed, their gradient made dense by the backward (select's zeros)
+            score = out[:, 0].sum() if out.ndim > 2 else out.sum()
+            del out
+            torch.autograd.grad(score, sample)
 
     if sample.is_cuda:
         torch.cuda.synchronize(sample.device)
@@ -150,6 +271,7 @@ def _peak_of_one_step(module: Any, sample: Any) -> int | None:
         torch.cuda.reset_peak_memory_stats(sample.device)
         step()
         return int(torch.cuda.max_memory_allocated(sample.device) - base)
+    _trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS (Linux >= 4.0)
             f.write("5")
@@ -161,32 +283,6 @@ def _peak_of_one_step(module: Any, sample: Any) -> int | None:
     if base is None or peak is None:
         return None
     return max(0, peak - base)
-
-
-def rough_sample_bytes(module: Any, x: Any) -> int | None:
-    """Bytes one sample needs, extrapolated from a forward on a 4x (or 2x) smaller input.
-
-    Autograd's saved tensors grow with the number of voxels, so a forward at 1/64 of them,
-    times 64, says whether a full-size sample can fit at all, without allocating it (the
-    budget is checked before the real measurement runs). None when the model does not
-    accept smaller inputs (a fixed-size head): the full-size measurement decides.
-    """
-    return _remembered(_ROUGH, module, x, _extrapolate)
-
-
-def _extrapolate(module: Any, x: Any) -> int | None:
-    spatial = x.shape[2:]
-    for factor in (4, 2):
-        if min(spatial) // factor < 8:
-            continue
-        index = (slice(0, 1), slice(None), *[slice(None, None, factor)] * len(spatial))
-        small = x[index].detach().clone().requires_grad_(True)
-        try:
-            saved = _saved_bytes(module, small)
-        except Exception:  # the model wants its full input size
-            continue
-        return int(saved * (x[:1].numel() / small.numel()))
-    return None
 
 
 def batch_size_for(budget_bytes: float, sample_bytes: int, *, cap: int) -> int:
@@ -213,7 +309,7 @@ def resolve_batch_params(
     limit = budget if budget_mb is not None else _available_bytes()
     # a small forward first: a sample that cannot fit is refused before it is ever allocated
     rough = rough_sample_bytes(module, x)
-    sample = rough if rough is not None and rough > limit else per_sample_bytes(module, x)
+    sample = rough if rough is not None and rough > limit else per_sample_bytes(module, x, limit=limit)
     if sample > limit:
         shape = "x".join(str(int(s)) for s in x.shape[2:])
         raise MemoryBudgetError(

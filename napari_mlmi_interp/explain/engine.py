@@ -19,7 +19,14 @@ from ..errors import InputError
 from ..io.volume import Volume
 from ..models.domain import check_domain
 from ..models.loading import LoadedModel
-from ..models.predict import Prediction, classification_prediction, model_failure, predict, preprocessor_for
+from ..models.predict import (
+    Prediction,
+    classification_prediction,
+    model_failure,
+    predict,
+    preprocessor_for,
+    segmentation_prediction,
+)
 from ..models.preprocessing import ModelInput
 from .cache import ResultCache
 from .convergence import convergence_warning, per_sample_normalisation
@@ -33,7 +40,7 @@ from .explanation import (
 )
 from .methods import METHODS, Attribution, Method, get_method
 from .observe import Cancelled, CancelToken, ProgressCallback, observed
-from .targets import ResolvedTarget, native_mask, resolve_target
+from .targets import ResolvedTarget, class_index, kept_labels, native_mask, resolve_target
 
 __all__ = ["CancelToken", "Cancelled", "Explanation", "explain", "resolve_params"]
 
@@ -75,6 +82,7 @@ def explain(
     *,
     target: int | str | None = None,
     roi: np.ndarray | Volume | None = None,
+    roi_label: int | str | None = None,
     roi_reduce: str = "sum",
     region: np.ndarray | Volume | None = None,
     params: dict[str, Any] | None = None,
@@ -90,11 +98,15 @@ def explain(
     Parameters
     ----------
     target : int or str, optional
-        Classification: a class index or name (default: the predicted class). Segmentation:
-        the class whose logits are summed (``roi_reduce="sum"``) or averaged in the ROI (default 1).
+        A class index or name (ignoring case and punctuation; a unique prefix will do). Default:
+        the predicted class; segmentation (score: the sum or mean of the class's logits in the
+        ROI, ``roi_reduce``): ``roi_label``, else class 1.
     roi : array or Volume, optional
-        Segmentation only: a native-grid mask (default: the model's own prediction of the
-        target class). Mapped onto the model grid by nearest neighbour.
+        Segmentation only: a native-grid mask (nearest neighbour onto the model grid); default:
+        the model's own segmentation of ``roi_label``, else of the target. Given, no separate
+        prediction runs (``Prediction.computed`` says whether the method's own pass gave one).
+    roi_label : int or str, optional
+        Segmentation, without ``roi``: the ROI is the model's own segmentation of this class.
     region : array or Volume, optional
         Occlusion only: a native-grid mask; only windows around it are occluded (0 elsewhere).
     progress : callable, optional
@@ -102,44 +114,39 @@ def explain(
     cancel : CancelToken, optional
         Set it from any thread to stop within one batch (:class:`Cancelled` is raised).
     cache : ResultCache, optional
-        Return a stored result for the same model, preprocessed input, method, parameters and
-        target request without running the model; store new results.
+        Reuse and store results (same model, preprocessed input, method, parameters, target).
     memory_budget_mb : float, optional
         Budget for ``"auto"`` internal batch sizes (default: a quarter of free memory).
     tuning : {"auto", "off"}
-        ``"auto"``: perturbation methods on a CPU run a channels-last copy of a 3D CNN
-        (:mod:`.tuning`: 1.25-1.3x faster, outputs equal to 1e-6 relative); ``"off"``: as given.
+        ``"auto"``: perturbation methods on a CPU run a channels-last copy of a 3D CNN (:mod:`.tuning`).
 
     Raises
     ------
     InputError
-        Unknown method, parameter, class name, a bad ``roi``/``region``/``tuning``, or a
-        layer method on a model without ``cam_layers`` (before any cache lookup).
+        Unknown method, parameter or class; a bad ROI, region or tuning; a layer method on a
+        model without ``cam_layers`` (all before any cache lookup).
     Cancelled
         When the token was set.
     """
-    m = get_method(method)
-    p = _checked_request(m, volume, model, params, roi=roi, reduce=roi_reduce, region=region, tuning=tuning)
-    layer = _resolve_layer(m, model)
-    clock = _Clock()
+    m, masks = get_method(method), (roi, roi_label)
+    p = _checked_request(m, volume, model, params, roi=masks, reduce=roi_reduce, region=region, tuning=tuning)
+    layer, clock = _resolve_layer(m, model), _Clock()
     pre, mi = _prepare_input(volume, model, model_input)
     grid_region = _map_region(region, volume, pre, mi)
     clock.lap("preprocess")
-    key = cache and cache_entry_key(volume, model, mi, m.name, p, target, roi, roi_reduce, region)
+    key = cache and cache_entry_key(volume, model, mi, m.name, p, target, roi, roi_reduce, region, roi_label)
     if key and (hit := cache.get(key)) is not None:
         _report_done(progress)
         return from_cache_entry(hit, volume, model, mi, clock.total())
-    # A classifier with a given target needs no separate forward: the prediction is taken
-    # from the attribution's own pass on the unperturbed input when it makes one.
-    deferred = model.spec.task == "classification" and target is not None
-    prediction = None if deferred else predict(volume, model, model_input=mi)
+    prediction = None if _deferred(model, target, roi) else predict(volume, model, model_input=mi)
     clock.lap("predict")
     resolved = resolve_target(
-        volume, model, mi, pre, target, roi=roi, roi_reduce=roi_reduce, prediction=prediction
-    )
+        volume, model, mi, pre, target, roi=roi, roi_label=roi_label, roi_reduce=roi_reduce,
+        prediction=prediction,
+    )  # fmt: skip
     run = _run_observed(
         m, model, mi, resolved, p, layer=layer, region=grid_region, progress=progress, cancel=cancel,
-        keep_prediction=deferred, memory_budget_mb=memory_budget_mb, tuning=tuning,
+        keep_prediction=prediction is None, memory_budget_mb=memory_budget_mb, tuning=tuning,
     )  # fmt: skip
     clock.lap("attribute")
     prediction = prediction or _prediction_from_run(volume, model, mi, run)
@@ -147,6 +154,33 @@ def explain(
     if key is not None:
         store_in_cache(cache, key, result)
     return result
+
+
+def _deferred(model: LoadedModel, target: int | str | None, roi: np.ndarray | Volume | None) -> bool:
+    """Whether the prediction can wait for the method's own pass on the unperturbed input.
+
+    A classifier with a given target, or a segmenter with a given mask, needs no separate
+    forward (for a segmenter at 256³ a full one: 20 s); the prediction comes from the run
+    when the method makes such a pass (:func:`_prediction_from_run`).
+    """
+    return roi is not None if model.spec.task != "classification" else target is not None
+
+
+def _check_roi_label(
+    model: LoadedModel, roi: np.ndarray | Volume | None, roi_label: int | str | None
+) -> None:
+    """``roi_label`` names a class of a segmenter, and comes without a mask."""
+    if roi_label is None:
+        return
+    if model.spec.task == "classification":
+        raise InputError(
+            f"roi_label is for segmentation models, got the classification model '{model.spec.name}'"
+        )
+    if roi is not None:
+        raise InputError(
+            "give either roi (a mask) or roi_label (a class of the model's segmentation), not both"
+        )
+    class_index(roi_label, model.spec.classes, default=None, what="ROI")
 
 
 def _report_done(progress: ProgressCallback | None) -> None:
@@ -160,12 +194,17 @@ def _checked_request(
     model: LoadedModel,
     params: dict[str, Any] | None,
     *,
-    roi: np.ndarray | Volume | None,
+    roi: tuple[np.ndarray | Volume | None, int | str | None],
     reduce: str,
     region: np.ndarray | Volume | None,
     tuning: str,
 ) -> dict[str, Any]:
-    """The method's parameters, resolved and checked, once every option is known to be valid."""
+    """The method's parameters, resolved and checked, once every option is known to be valid.
+
+    ``roi``: the mask and the ROI label (at most one of them given).
+    """
+    roi, roi_label = roi
+    _check_roi_label(model, roi, roi_label)
     p = resolve_params(m, params)
     m.check(p)
     if reduce not in ("sum", "mean"):
@@ -280,12 +319,24 @@ def _run_observed(
 
 
 def _prediction_from_run(volume: Volume, model: LoadedModel, mi: ModelInput, run: _Run) -> Prediction:
-    """The classifier's prediction from the run's own pass on the input, else a forward of its own."""
+    """The prediction from the run's own pass on the unperturbed input.
+
+    Else a classifier's forward of its own (one sample: cheap), and for a segmenter (a full
+    volume: as slow as the method's pass) a prediction marked not computed.
+    """
+    spec, warnings = model.spec, check_domain(volume, model.spec)
+    if spec.task != "classification":
+        labels = kept_labels(run.observed)
+        out = Prediction(spec.name, spec.task, list(spec.classes), model_input=mi, warnings=warnings)
+        if labels is None:
+            out.computed = False
+            return out
+        return segmentation_prediction(volume, model, labels, mi, out)
     logits = run.observed.reference_output
     if logits is None:
         return predict(volume, model, model_input=mi)
     prediction = classification_prediction(model, logits, mi)
-    prediction.warnings = check_domain(volume, model.spec)
+    prediction.warnings = warnings
     return prediction
 
 
@@ -329,6 +380,7 @@ def _assemble(
         timings=clock.timings(),
         convergence_delta=a.delta,
         provenance=_provenance(volume, model, mi, run, grid_region),
+        roi=resolved.roi,
     )
     # what a careful user must know: the scan outside the model's domain, a map that misses completeness
     result.warnings = [*prediction.warnings, *([converged] if converged else [])]

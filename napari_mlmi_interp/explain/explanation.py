@@ -45,6 +45,10 @@ class Explanation:
         Where ``model_map`` lies, in LPS mm.
     native : Volume
         The map on the scan's own grid (same geometry as the scan).
+    roi : numpy.ndarray or None
+        A segmentation target's mask on the scan's grid (z, y, x, boolean): the region whose
+        class score was explained (the model evidence reruns the same question); None for a
+        class target.
     """
 
     method: str
@@ -62,6 +66,7 @@ class Explanation:
     #: path integral, an input outside the model's declared domain. Printed on stderr by the
     #: CLI, kept in sidecars, shown in the Explain panel.
     warnings: list[str] = field(default_factory=list)
+    roi: np.ndarray | None = None
 
     def peak_lps(self) -> np.ndarray:
         """LPS mm of the native map's peak: its largest value, signed maps included.
@@ -128,6 +133,7 @@ def cache_entry_key(
     roi: np.ndarray | Volume | None,
     roi_reduce: str,
     region: np.ndarray | Volume | None,
+    roi_label: int | str | None = None,
 ) -> str:
     """The key of a result: model, preprocessed input, grids, preprocessing, method, parameters, target."""
     from dataclasses import asdict
@@ -149,6 +155,7 @@ def cache_entry_key(
             "roi": _mask_digest(roi),
             "roi_reduce": roi_reduce,
             "region": _mask_digest(region),
+            **({"roi_label": str(roi_label)} if roi_label is not None else {}),
             "entry_format": 2,  # 2: entries keep the map's warnings
         }
     )
@@ -160,6 +167,8 @@ def store_in_cache(cache: ResultCache, key: str, result: Explanation) -> None:
     arrays = {"model_map": result.model_map, "native_map": result.native.array}
     if pred.segmentation is not None:
         arrays["segmentation"] = pred.segmentation.array
+    if result.roi is not None:
+        arrays["roi"] = np.asarray(result.roi, dtype=np.uint8)
     meta = {
         "method": result.method,
         "params": result.params,
@@ -172,6 +181,7 @@ def store_in_cache(cache: ResultCache, key: str, result: Explanation) -> None:
             "predicted": pred.predicted,
             "label": pred.label,
             "volumes_ml": pred.volumes_ml,
+            "computed": pred.computed,
         },
         "timings": result.timings,
         "convergence_delta": result.convergence_delta,
@@ -204,6 +214,7 @@ def from_cache_entry(
         volumes_ml=dict(pm["volumes_ml"]),
         model_input=mi,
         warnings=check_domain(volume, spec),
+        computed=pm.get("computed", True),
     )
     if "segmentation" in arrays:
         prediction.segmentation = volume.with_array(
@@ -225,4 +236,5 @@ def from_cache_entry(
         convergence_delta=meta["convergence_delta"],
         provenance={**meta["provenance"], "cache": "hit"},
         warnings=[*prediction.warnings, *meta.get("map_warnings", [])],
+        roi=arrays["roi"] > 0 if "roi" in arrays else None,
     )

@@ -39,7 +39,7 @@ from ..errors import InputError, MlmiError
 from ..io.volume import Volume
 from .evidence import Assessment, map_evidence, model_evidence
 from .files import on_grid_of
-from .guide import ELEMENT_INFO, Goal, recommended_methods
+from .guide import DEFAULT_TIME_LIMIT_MIN, ELEMENT_INFO, Goal, recommended_methods, scan_context
 from .settings import DEFAULT_TOPK_PERCENT
 
 __all__ = ["AssessmentSession", "Current", "MapRequest", "ModelRequest", "RatingStore"]
@@ -181,6 +181,8 @@ class AssessmentSession:
         self.region_source: str | None = None
         self.region_drawn = False
         self.percent = DEFAULT_TOPK_PERCENT
+        #: methods estimated to take longer (minutes) on the current scan are not recommended
+        self.time_limit_min = DEFAULT_TIME_LIMIT_MIN
         self.generation = 0
         self._saved_region: int | None = None
 
@@ -230,16 +232,46 @@ class AssessmentSession:
         self.goal_changed.emit(goal)
 
     def recommended(self, elements: tuple[str, ...] | list[str] | None = None, limit: int = 4) -> list:
-        """``(method, elements served, n passes)`` for ``elements`` (default: the goal's), best first.
+        """:class:`~.guide.Recommendation` rows for ``elements`` (default: the goal's).
 
-        Class-activation methods count only when the current model names a layer for them.
+        The ``limit`` fastest recommended methods on the current explanation's model grid
+        (with their minutes once :meth:`timing_request` has measured a pass; occlusion on the
+        region when one is set), then every method too slow here. Class-activation methods
+        count only when the current model names a layer for them.
         """
         chosen = list(self.goal.elements if elements is None else elements)
         if not chosen:
             return []
         model = self.current.model if self.current is not None else None
         has_layer = bool(model.spec.cam_layers) if model is not None else True
-        return recommended_methods(chosen, has_layer=has_layer)[:limit]
+        explanation = self.current.explanation if self.current is not None else None
+        shape, timing, region = scan_context(explanation, model, self.region)
+        recs = recommended_methods(
+            chosen,
+            has_layer=has_layer,
+            shape=shape,
+            timing=timing,
+            region=region,
+            limit_minutes=self.time_limit_min,
+        )
+        return [r for r in recs if r.recommended][:limit] + [r for r in recs if not r.recommended]
+
+    def timing_request(self, *, max_voxels: int | None = None) -> Callable[..., Any] | None:
+        """A job measuring one pass of the current model on its grid (kept for the process).
+
+        None when there is no model, the pass is already known, or the grid has more than
+        ``max_voxels`` voxels. The job takes any arguments (a job runner's token and
+        progress) and returns the :class:`~napari_mlmi_interp.explain.timing.PassTiming`.
+        """
+        from ..explain.timing import pass_timing
+
+        model = self.current.model if self.current is not None else None
+        if model is None:
+            return None
+        shape, timing, _region = scan_context(self.current.explanation, model)
+        if timing is not None or (max_voxels is not None and int(np.prod(shape)) > max_voxels):
+            return None
+        return lambda *_: pass_timing(model, shape)
 
     # -- the explanation ---------------------------------------------------------------------
     def select(

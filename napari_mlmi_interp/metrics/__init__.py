@@ -1,11 +1,13 @@
 """Metrics: pure numpy (and torch for the model-based ones), 3D, physical units.
 
 One module per element of the framework: :mod:`.localization`, :mod:`.recognizability`,
-:mod:`.physical`, :mod:`.faithfulness` (model transparency and actionability).
+:mod:`.physical`, :mod:`.faithfulness` (model transparency and actionability), :mod:`.augmentation`
+(test-time augmentation: a classifier's score spread, a segmenter's volume and Dice spread).
 """
 
 from __future__ import annotations
 
+from .augmentation import augmented_copies, tta_segmentation
 from .classification import accuracy, auroc, dice
 from .faithfulness import (
     RandomisationResult,
@@ -42,6 +44,7 @@ from .regions import topk_mask, topk_threshold
 __all__ = [
     "RandomisationResult",
     "accuracy",
+    "augmented_copies",
     "auroc",
     "baseline_like",
     "centroid_lps",
@@ -72,4 +75,5 @@ __all__ = [
     "topk_mask",
     "topk_threshold",
     "tta_scores",
+    "tta_segmentation",
 ]

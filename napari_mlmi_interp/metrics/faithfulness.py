@@ -427,22 +427,18 @@ def tta_scores(
     Each copy is shifted by up to ``shift_voxels`` voxels along every spatial axis (edge
     voxels repeat, no wrap-around), its intensities scaled by ``1 +- intensity`` and given
     Gaussian noise of ``noise`` x the input's SD. No flips: laterality can be the finding.
+    The copies are :func:`~napari_mlmi_interp.metrics.augmentation.augmented_copies`, the same
+    a segmenter's spread is measured on.
     """
     import torch
 
-    rng = np.random.default_rng(seed)
-    sd = float(x.std())
-    copies = [x]
-    for _ in range(int(n)):
-        y = x
-        for axis in range(2, x.ndim):
-            s = int(rng.integers(-shift_voxels, shift_voxels + 1))
-            if s:
-                idx = torch.clamp(torch.arange(x.shape[axis]) - s, 0, x.shape[axis] - 1)
-                y = y.index_select(axis, idx)
-        y = y * float(1 + rng.uniform(-intensity, intensity))
-        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-        y = y + torch.randn(y.shape, generator=g, dtype=y.dtype) * noise * sd
-        copies.append(y)
+    from .augmentation import augmented_copies
+
+    copies = [x] + [
+        c.tensor
+        for c in augmented_copies(
+            x, n, shift_voxels=shift_voxels, intensity=intensity, noise=noise, seed=seed
+        )
+    ]
     out = [_scores(forward, torch.cat(copies[i : i + batch_size])) for i in range(0, len(copies), batch_size)]
     return np.concatenate(out)

@@ -18,6 +18,7 @@ from .preprocessing import (
 )
 from .registry import ENTRY_POINT_GROUP, available_models, builtin_models, entry_point_models, resolve_model
 from .spec import InputSpec, ModelError, ModelSpec, Normalization
+from .tfjs import TfjsTopology, load_tfjs, read_tfjs_topology, tfjs_sha256
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -29,6 +30,7 @@ __all__ = [
     "Normalization",
     "Prediction",
     "Preprocessor",
+    "TfjsTopology",
     "available_models",
     "build_architecture",
     "builtin_models",
@@ -37,10 +39,13 @@ __all__ = [
     "file_sha256",
     "load_model",
     "load_state_dict",
+    "load_tfjs",
     "predict",
     "preprocessor_for",
+    "read_tfjs_topology",
     "reorient_grid",
     "resample_grid",
     "resample_to_grid",
     "resolve_model",
+    "tfjs_sha256",
 ]

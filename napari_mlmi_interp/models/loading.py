@@ -5,6 +5,8 @@
 - TorchScript archives load with ``torch.jit.load``: their code is TorchScript, run by
   TorchScript's interpreter, not arbitrary Python, and their data is read with a
   restricted unpickler.
+- TensorFlow.js layers models (``format: tfjs``, ``weights:`` their ``model.json``) are JSON
+  plus raw float32 shards, rebuilt as PyTorch modules by :mod:`.tfjs` (no TensorFlow).
 - Architectures come from MONAI (``monai:DenseNet121``) or an installed module
   (``package.module:Class``), never from the model file.
 """
@@ -152,11 +154,18 @@ def load_model(spec: ModelSpec, *, module: Any = None) -> LoadedModel:
     if not spec.weights:
         raise ModelError(f"model '{spec.name}': the spec names no weights file")
     path = Path(spec.weights)
+    if path.is_dir() and spec.format in ("tfjs", "auto") and (path / "model.json").is_file():
+        path = path / "model.json"
     if not path.is_file():
         raise ModelError(f"{path}: no such model file (model '{spec.name}')")
     fmt = spec.format
     if fmt == "auto":
-        fmt = "torchscript" if is_torchscript(path) else "state_dict"
+        if path.suffix.lower() == ".json":
+            fmt = "tfjs"
+        else:
+            fmt = "torchscript" if is_torchscript(path) else "state_dict"
+    if fmt == "tfjs":
+        return _load_tfjs(spec, path)
     if fmt == "torchscript":
         try:
             net = torch.jit.load(str(path), map_location="cpu")
@@ -191,3 +200,22 @@ def load_model(spec: ModelSpec, *, module: Any = None) -> LoadedModel:
             raise ModelError(f"{path}: the weights do not fit {spec.architecture}: {'; '.join(parts)}")
     net.eval()
     return LoadedModel(spec, net, file_sha256(path), str(path))
+
+
+def _load_tfjs(spec: ModelSpec, path: Path) -> LoadedModel:
+    """A TF.js layers model, checked against the spec's channels and classes."""
+    from .tfjs import load_tfjs, read_tfjs_topology, tfjs_sha256
+
+    topo = read_tfjs_topology(path)
+    if topo.in_channels is not None and topo.in_channels != spec.input.channels:
+        raise ModelError(
+            f"{path}: the model takes {topo.in_channels} input channels but the spec "
+            f"'{spec.name}' says {spec.input.channels}"
+        )
+    if topo.out_channels is not None and topo.out_channels != len(spec.classes):
+        raise ModelError(
+            f"{path}: the model has {topo.out_channels} output channels but the spec "
+            f"'{spec.name}' names {len(spec.classes)} classes"
+        )
+    net = load_tfjs(path)
+    return LoadedModel(spec, net, tfjs_sha256(path), str(path))

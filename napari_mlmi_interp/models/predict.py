@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,15 @@ from .loading import LoadedModel
 from .preprocessing import ModelInput, Preprocessor
 from .spec import ModelError
 
-__all__ = ["Prediction", "classification_prediction", "model_failure", "predict", "preprocessor_for"]
+__all__ = [
+    "Prediction",
+    "classification_prediction",
+    "model_failure",
+    "model_foreground",
+    "predict",
+    "preprocessor_for",
+    "segmentation_prediction",
+]
 
 
 @dataclass
@@ -24,6 +33,8 @@ class Prediction:
     ``label``. For segmentation: ``segmentation`` (a label Volume on the native grid) and
     ``volumes_ml`` per foreground class. ``warnings``: one sentence per way the scan lies
     outside the model's declared domain (:func:`~napari_mlmi_interp.models.domain.check_domain`).
+    ``computed``: False when no prediction was made (an explanation given its class and mask
+    whose method never ran the model on the unperturbed input); then nothing else is said.
     """
 
     model: str
@@ -36,6 +47,7 @@ class Prediction:
     volumes_ml: dict[str, float] = field(default_factory=dict)
     model_input: ModelInput | None = field(default=None, repr=False)
     warnings: list[str] = field(default_factory=list)
+    computed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "task": self.task, "classes": list(self.classes)}
@@ -45,7 +57,10 @@ class Prediction:
             }
             out["predicted"] = self.label
         if self.task == "segmentation":
-            out["volumes_ml"] = {k: round(v, 4) for k, v in self.volumes_ml.items()}
+            volumes = {k: round(v, 4) for k, v in self.volumes_ml.items()}
+            out["volumes_ml"] = volumes if self.computed else None
+        if not self.computed:
+            out["computed"] = False
         out["warnings"] = list(self.warnings)
         return out
 
@@ -72,7 +87,43 @@ def model_failure(model: LoadedModel, shape: tuple[int, ...], exc: BaseException
 
 
 def preprocessor_for(model: LoadedModel) -> Preprocessor:
-    return Preprocessor(model.spec.input, model.spec.normalization)
+    return Preprocessor(model.spec.input, model.spec.normalization, foreground=model_foreground)
+
+
+#: Pre-model masks by (scan digest, model name): a ``crop: {to: model}`` step is asked for the
+#: same mask by every forward of an explanation; a 256³ mask is 16 MB, two are kept.
+_FOREGROUND: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_FOREGROUND_KEEP = 2
+
+
+def model_foreground(volume: Volume, name: str) -> np.ndarray:
+    """Where the segmentation model ``name`` finds anything but background, on ``volume``'s grid.
+
+    The crop step of brainchop's ``preModelId`` (e.g. a brain-extraction model run first):
+    the model is resolved like ``--model NAME`` (a registered name or a spec file), run on
+    the scan with its own preprocessing, and its labels mapped back to the scan's grid;
+    returns a uint8 0/1 array (z, y, x). Cached per scan content and model name.
+    """
+    from .preprocessing import source_digest
+    from .registry import resolve_model
+
+    key = (source_digest(volume), name)
+    if key in _FOREGROUND:
+        _FOREGROUND.move_to_end(key)
+        return _FOREGROUND[key]
+    model = resolve_model(name)
+    crop = model.spec.input.crop
+    if model.spec.task != "segmentation" or (crop is not None and crop.to == "model"):
+        raise ModelError(
+            f"the crop model '{name}' must be a segmentation model that does not itself crop to a model"
+        )
+    segmentation = predict(volume, model).segmentation
+    assert segmentation is not None  # a segmentation model's prediction
+    mask = (segmentation.array > 0).astype(np.uint8)
+    _FOREGROUND[key] = mask
+    while len(_FOREGROUND) > _FOREGROUND_KEEP:
+        _FOREGROUND.popitem(last=False)
+    return mask
 
 
 def _probabilities(logits: Any) -> np.ndarray:
@@ -158,7 +209,19 @@ def predict(volume: Volume, model: LoadedModel, *, model_input: ModelInput | Non
         if scores.shape[0] > 1
         else (scores[0] > 0).astype(np.uint8)
     )
-    native = pre.inverse(labels, model_input, interpolation="nearest").astype(np.uint8)
+    return segmentation_prediction(volume, model, labels, model_input, out)
+
+
+def segmentation_prediction(
+    volume: Volume, model: LoadedModel, labels: np.ndarray, model_input: ModelInput, out: Prediction
+) -> Prediction:
+    """``out`` given the segmentation from ``labels`` (model axes, on the model grid), on the native grid.
+
+    Used by :func:`predict`, and by :func:`~napari_mlmi_interp.explain.explain` to reuse the
+    forward pass an attribution method makes on the unperturbed input.
+    """
+    spec = model.spec
+    native = preprocessor_for(model).inverse(labels, model_input, interpolation="nearest").astype(np.uint8)
     seg = volume.with_array(native, name=f"{volume.name} · {spec.name} segmentation")
     out.segmentation = seg
     voxel_ml = volume.geometry.voxel_volume_ml

@@ -11,28 +11,42 @@ permutations and flips) are exact copies, with no interpolation at all.
 
 Intensity normalisation happens on the model grid and has no inverse (it needs none:
 maps live in the model's input space, not its intensity space).
+
+An optional last step crops the normalised model grid to the foreground's bounding box
+(``input.crop``: voxels above a threshold, or a brain-extraction model's mask), plus a
+margin, as brainchop does before running its MeshNets. It is an integer sub-box of the grid,
+so it is inverted exactly too: a map on the crop lands on the same LPS voxels, and the rest
+of the scan gets the background value. :attr:`ModelInput.crop_box` records the box.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..io.volume import Geometry, Volume
-from .spec import InputSpec, ModelError, Normalization
+from .spec import Crop, InputSpec, ModelError, Normalization
 
 __all__ = [
+    "ForegroundFn",
     "ModelInput",
     "Preprocessor",
     "antialias_sigma",
+    "crop_box",
+    "crop_grid",
     "crop_or_pad_grid",
     "reorient_grid",
     "resample_grid",
     "resample_to_grid",
     "source_digest",
 ]
+
+#: ``(volume, model name) -> mask on the volume's own grid`` (non-zero = foreground): how a
+#: ``crop: {to: model}`` step gets the pre-model's segmentation.
+ForegroundFn = Callable[[Volume, str], np.ndarray]
 
 _LETTER = {
     "L": np.array([1.0, 0, 0]),
@@ -91,6 +105,31 @@ def crop_or_pad_grid(grid: Geometry, size: tuple[int | None, int | None, int | N
     offset = (np.asarray(grid.shape) - shape) // 2  # negative: padding before
     origin = grid.to_lps(offset.astype(float))
     return Geometry(tuple(shape), grid.spacing, tuple(origin), grid.direction)
+
+
+def crop_box(mask: np.ndarray, padding: tuple[int, int, int] = (0, 0, 0)) -> tuple[tuple[int, int], ...]:
+    """Bounding box of ``mask``'s non-zero voxels, ``padding`` voxels wider per side, in the grid.
+
+    Returns ``((start, stop), ...)`` per array axis (stop exclusive), clamped to the array as
+    brainchop clamps its ``cropPadding`` to the 256-voxel cube. An empty mask keeps the whole
+    grid (nothing to crop to).
+    """
+    if not np.any(mask):
+        return tuple((0, int(n)) for n in mask.shape)
+    box = []
+    for axis, n in enumerate(mask.shape):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(np.any(mask, axis=others))
+        pad = int(padding[axis])
+        box.append((max(0, int(hit[0]) - pad), min(int(n), int(hit[-1]) + 1 + pad)))
+    return tuple(box)
+
+
+def crop_grid(grid: Geometry, box: tuple[tuple[int, int], ...]) -> Geometry:
+    """The sub-grid ``box`` (``((start, stop), ...)`` in array order) of ``grid``: same voxel centres."""
+    start = np.array([b[0] for b in box], dtype=float)
+    shape = tuple(int(b[1] - b[0]) for b in box)
+    return Geometry(shape, grid.spacing, tuple(grid.to_lps(start)), grid.direction)
 
 
 # -- resampling between grids (physical space) ---------------------------------------------------
@@ -201,6 +240,9 @@ class ModelInput:
         The scan's own grid.
     source : str
         :func:`source_digest` of the volume it was made from (reuse check).
+    crop_box : tuple of (start, stop), optional
+        With an ``input.crop`` step: the box ``grid`` was cut from, in voxels of the uncropped
+        model grid, array order (z, y, x); ``grid`` already is that box.
     """
 
     array: np.ndarray
@@ -209,6 +251,7 @@ class ModelInput:
     axes: str = "zyx"
     spec: tuple[InputSpec, Normalization] | None = None  # what produced it (reuse check)
     source: str = ""
+    crop_box: tuple[tuple[int, int], ...] | None = None
 
     def made_from(self, volume: Volume, spec: tuple[InputSpec, Normalization]) -> bool:
         """Whether this input is ``volume`` prepared by ``spec``: same voxels, same grid.
@@ -241,14 +284,29 @@ def source_digest(volume: Volume) -> str:
 
 
 class Preprocessor:
-    """Native volume <-> model grid, as declared by a spec's ``input`` and ``normalization``."""
+    """Native volume <-> model grid, as declared by a spec's ``input`` and ``normalization``.
 
-    def __init__(self, input_spec: InputSpec, normalization: Normalization | None = None) -> None:
+    ``foreground``: how an ``input.crop`` of kind ``model`` gets that model's mask on the scan's
+    grid (default: the registered model run through :func:`~.predict.predict`, cached).
+    """
+
+    def __init__(
+        self,
+        input_spec: InputSpec,
+        normalization: Normalization | None = None,
+        *,
+        foreground: ForegroundFn | None = None,
+    ) -> None:
         self.input = input_spec
         self.normalization = normalization or Normalization(kind="none")
+        self.foreground = foreground
 
     def grid_for(self, native: Geometry) -> Geometry:
-        """The model grid for a scan on ``native``: reorient, resample, crop/pad."""
+        """The model grid for a scan on ``native``: reorient, resample, crop/pad.
+
+        Without the data-dependent ``input.crop`` step: the grid it crops from (the largest
+        grid the model can see, which is what memory and time estimates need).
+        """
         grid = native
         if self.input.orientation:
             grid = reorient_grid(grid, self.input.orientation)
@@ -264,13 +322,21 @@ class Preprocessor:
         return grid
 
     def forward(self, volume: Volume, *, grid: Geometry | None = None) -> ModelInput:
-        """Resample onto the model grid and normalise; returns the model's input."""
+        """Resample onto the model grid, normalise, crop (``input.crop``); returns the model's input.
+
+        ``grid``: the model grid before the crop (default :meth:`grid_for`).
+        """
         grid = grid or self.grid_for(volume.geometry)
         background = float(volume.array.min()) if volume.array.size else 0.0
         data = resample_to_grid(
             volume.array, volume.geometry, grid, default=background, antialias=self.input.antialias
         ).astype(np.float32)
         data = normalize(data, self.normalization)
+        box = None
+        if self.input.crop is not None:
+            box = self.crop_box_for(volume, data, grid)
+            data = data[tuple(slice(a, b) for a, b in box)]
+            grid = crop_grid(grid, box)
         channels = data[None]
         if self.input.channels != 1:
             raise ModelError(
@@ -285,7 +351,34 @@ class Preprocessor:
             self.input.axes,
             (self.input, self.normalization),
             source_digest(volume),
+            box,
         )
+
+    def crop_box_for(
+        self, volume: Volume, normalized: np.ndarray, grid: Geometry
+    ) -> tuple[tuple[int, int], ...]:
+        """The ``input.crop`` box on ``grid`` (``normalized``: the scan on it, normalised), (z, y, x)."""
+        crop: Crop = self.input.crop  # type: ignore[assignment]
+        if crop.to == "foreground":
+            level = crop.threshold * float(normalized.max()) if crop.threshold > 0 else 0.0
+            mask = normalized > level
+        else:
+            native_mask = self._foreground_fn()(volume, str(crop.model))
+            if native_mask.shape != volume.shape:
+                raise ModelError(
+                    f"the crop model '{crop.model}' gave a mask of shape {native_mask.shape} "
+                    f"for a scan of shape {volume.shape}"
+                )
+            mask = self.forward_mask((native_mask > 0).astype(np.uint8), volume.geometry, grid) > 0
+        pad = tuple(round(crop.padding_mm / s) for s in grid.spacing)
+        return crop_box(mask, pad)
+
+    def _foreground_fn(self) -> ForegroundFn:
+        if self.foreground is not None:
+            return self.foreground
+        from .predict import model_foreground  # the pre-model is a model like any other
+
+        return model_foreground
 
     def forward_mask(self, mask: np.ndarray, native: Geometry, grid: Geometry) -> np.ndarray:
         """A native-grid label mask on the model grid (nearest neighbour), array order (z, y, x)."""
@@ -330,9 +423,30 @@ def normalize(array: np.ndarray, norm: Normalization) -> np.ndarray:
         if norm.nonzero:
             out[a == 0] = 0.0
         return out.astype(np.float32)
+    if norm.kind == "minmax":
+        lo, hi = float(a.min()), float(a.max())
+        return ((a - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+    if norm.kind == "quantile":
+        lo, hi = brainchop_quantiles(a, norm.lower / 100.0, norm.upper / 100.0)
+        return ((a - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
     if norm.kind == "percentile":
         lo, hi = np.percentile(a, [norm.lower, norm.upper])
         hi = hi if hi > lo else lo + 1.0
         return np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32)
     lo = norm.center - norm.width / 2
     return np.clip((a - lo) / norm.width, 0, 1).astype(np.float32)
+
+
+def brainchop_quantiles(array: np.ndarray, lower: float, upper: float) -> tuple[float, float]:
+    """The values brainchop's ``calculateQuantiles`` picks (``lower``, ``upper`` in 0..1).
+
+    brainchop sorts the ``n`` voxel values and takes the one at index ``floor(n * lower)``
+    and the one at ``ceil(n * upper) - 1`` (no interpolation); a partial sort finds the same
+    two values.
+    """
+    flat = np.ravel(array)
+    n = flat.size
+    lo_i = int(np.floor(n * lower))
+    hi_i = max(lo_i, min(n - 1, int(np.ceil(n * upper)) - 1))
+    part = np.partition(flat, (lo_i, hi_i))
+    return float(part[lo_i]), float(part[hi_i])

@@ -5,8 +5,8 @@ A spec is a YAML or JSON sidecar (or a :class:`ModelSpec` built in Python)::
     name: my-lesion-classifier
     task: classification            # or segmentation
     classes: [no lesion, lesion]
-    format: state_dict              # torchscript | state_dict | auto
-    weights: classifier.pt          # relative to the spec file
+    format: state_dict              # torchscript | state_dict | tfjs | auto
+    weights: classifier.pt          # relative to the spec file (tfjs: the model.json)
     architecture: monai:DenseNet121 # or package.module:Class
     architecture_kwargs: {spatial_dims: 3, in_channels: 1, out_channels: 2}
     input:
@@ -16,6 +16,7 @@ A spec is a YAML or JSON sidecar (or a :class:`ModelSpec` built in Python)::
       orientation: LPS              # x, y, z letters (ITK/MONAI sense); omit to keep the scan's
       axes: zyx                     # array order the model expects: zyx (SimpleITK) or xyz (nibabel/MONAI)
       antialias: true               # Gaussian pre-smoothing when downsampling (false: plain linear)
+      crop: {to: foreground, threshold: 0.2, padding_mm: 0}   # or {to: model, model: NAME}
     normalization: {kind: zscore, nonzero: true}   # zscore | percentile | window | none
     cam_layers: [features.denseblock4]
     prototype: false
@@ -38,11 +39,12 @@ from typing import Any
 
 from ..errors import MlmiError
 
-__all__ = ["Domain", "InputSpec", "ModelError", "ModelSpec", "Normalization"]
+__all__ = ["Crop", "Domain", "InputSpec", "ModelError", "ModelSpec", "Normalization"]
 
 _TASKS = ("classification", "segmentation")
-_FORMATS = ("torchscript", "state_dict", "auto")
-_NORMS = ("zscore", "percentile", "window", "none")
+_FORMATS = ("torchscript", "state_dict", "tfjs", "auto")
+_NORMS = ("zscore", "percentile", "window", "minmax", "quantile", "none")
+_CROPS = ("foreground", "model")
 _PLANES = ("axial", "coronal", "sagittal")
 
 
@@ -56,7 +58,10 @@ class Normalization:
 
     kind: ``zscore`` (mean 0, sd 1; over non-zero voxels with ``nonzero``), ``percentile``
     (``lower``/``upper`` percentiles mapped to 0..1, clipped), ``window`` (an HU window
-    ``center``/``width`` mapped to 0..1, clipped) or ``none``.
+    ``center``/``width`` mapped to 0..1, clipped), ``minmax`` (the grid's minimum and maximum
+    mapped to 0..1), ``quantile`` (brainchop's quantile normalisation: the sorted voxel values
+    at ``floor(n * lower / 100)`` and ``ceil(n * upper / 100) - 1`` mapped to 0 and 1, not
+    clipped) or ``none``.
     """
 
     kind: str = "zscore"
@@ -69,12 +74,40 @@ class Normalization:
     def __post_init__(self) -> None:
         if self.kind not in _NORMS:
             raise ModelError(f"normalization kind must be one of {', '.join(_NORMS)}, got {self.kind!r}")
-        if self.kind == "percentile" and not 0 <= self.lower < self.upper <= 100:
+        if self.kind in ("percentile", "quantile") and not 0 <= self.lower < self.upper <= 100:
             raise ModelError(
                 f"percentiles must satisfy 0 <= lower < upper <= 100, got {self.lower}, {self.upper}"
             )
         if self.kind == "window" and self.width <= 0:
             raise ModelError(f"window width must be positive, got {self.width}")
+
+
+@dataclass
+class Crop:
+    """Crop the model grid to the foreground's bounding box (invertible: an integer sub-box).
+
+    to: ``foreground`` (voxels of the normalised model-grid image above ``threshold`` times its
+    maximum; any voxel above 0 when ``threshold`` is 0, as brainchop's ``autoThreshold``) or
+    ``model`` (voxels the segmentation model named ``model`` labels as non-background, e.g. a
+    brain-extraction model: brainchop's ``preModelId``). ``padding_mm``: margin added on every
+    side of the box, in mm (brainchop's ``cropPadding``, in 1 mm voxels), clamped to the grid.
+    """
+
+    to: str = "foreground"
+    threshold: float = 0.0
+    padding_mm: float = 0.0
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.to not in _CROPS:
+            raise ModelError(f"input crop 'to' must be one of {', '.join(_CROPS)}, got {self.to!r}")
+        if not 0 <= float(self.threshold) <= 1:
+            raise ModelError(f"input crop threshold must be in [0, 1], got {self.threshold}")
+        if float(self.padding_mm) < 0:
+            raise ModelError(f"input crop padding_mm must be >= 0, got {self.padding_mm}")
+        if self.to == "model" and not self.model:
+            raise ModelError("input crop to 'model' needs the name of that model ('model: NAME')")
+        self.threshold, self.padding_mm = float(self.threshold), float(self.padding_mm)
 
 
 @dataclass
@@ -88,8 +121,14 @@ class InputSpec:
     orientation: str | None = None
     axes: str = "zyx"
     antialias: bool = True
+    crop: Crop | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.crop, dict):
+            try:
+                self.crop = Crop(**self.crop)
+            except TypeError as exc:
+                raise ModelError(f"invalid input crop: {exc}") from None
         if self.channels < 1:
             raise ModelError(f"input channels must be >= 1, got {self.channels}")
         for name in ("spacing_mm", "size", "patch_size"):

@@ -1,8 +1,10 @@
 """The goal box: task, who reads the explanation, why; the elements that goal needs; methods.
 
-Step 1 and 2 of the guide (:mod:`napari_mlmi_interp.framework.guide`). Choosing a task,
+Step 1 to 3 of the guide (:mod:`napari_mlmi_interp.framework.guide`). Choosing a task,
 reader or purpose ticks the elements that goal needs; the reader may tick others. The box
-emits the chosen elements; the panel shows the matching cards and the recommended methods.
+emits the chosen elements; the panel shows the matching cards and the recommended methods,
+each with its estimated minutes on this scan on this machine (from one measured pass of the
+model); methods over the time limit (a setting here) stay listed as too slow.
 """
 
 from __future__ import annotations
@@ -10,9 +12,29 @@ from __future__ import annotations
 from typing import Any
 
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox, QLabel, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QWidget,
+)
 
 from ...framework import ELEMENT_INFO, ELEMENTS, PURPOSES, READERS, TASKS, Goal
+from ...framework.guide import DEFAULT_TIME_LIMIT_MIN
+
+#: What the estimates are, for the reader (the methods line's and the limit's tooltip).
+ESTIMATE_NOTE = (
+    "Estimated minutes on this scan on this machine: the method's forward and backward "
+    "passes times one measured forward and backward pass of the model on its grid. An "
+    "estimate from one pass: batching often makes a run faster; preprocessing and layers are "
+    "not counted. Methods estimated over the time limit are not recommended."
+)
 
 __all__ = ["GoalBox"]
 
@@ -24,9 +46,15 @@ class GoalBox(QGroupBox):
     -------
     elements_changed(list)
         The elements now ticked (in the framework's order).
+    time_limit_changed(float)
+        The time limit (minutes) above which a method is not recommended.
+    timing_requested()
+        The reader asked to time one pass of the model on this scan.
     """
 
     elements_changed = Signal(list)
+    time_limit_changed = Signal(float)
+    timing_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Goal", parent)
@@ -50,6 +78,20 @@ class GoalBox(QGroupBox):
         self.recommended = QLabel()
         self.recommended.setWordWrap(True)
         form.addRow("methods", self.recommended)
+        self.time_limit = QDoubleSpinBox()
+        self.time_limit.setRange(0.5, 24 * 60)
+        self.time_limit.setDecimals(1)
+        self.time_limit.setSuffix(" min")
+        self.time_limit.setValue(DEFAULT_TIME_LIMIT_MIN)
+        self.time_limit.setToolTip(ESTIMATE_NOTE)
+        self.time_limit.valueChanged.connect(self.time_limit_changed.emit)
+        self.time_button = QPushButton("Time on this scan")
+        self.time_button.setToolTip("Measure one forward and backward pass of the model on its grid")
+        self.time_button.clicked.connect(self.timing_requested.emit)
+        limit_row = QHBoxLayout()
+        limit_row.addWidget(self.time_limit, 1)
+        limit_row.addWidget(self.time_button)
+        form.addRow("time limit", limit_row)
 
     def chosen(self) -> list[str]:
         """The ticked elements."""
@@ -88,16 +130,28 @@ class GoalBox(QGroupBox):
         self._ticked()
 
     def show_recommended(self, recommended: list) -> None:
-        """``(method, elements served, n passes)`` rows, best first."""
-        self.recommended.setText(
-            "; ".join(f"{m.title} ({n} pass{'es' if n != 1 else ''})" for m, _served, n in recommended)
-            or "choose at least one element"
-        )
+        """:class:`~napari_mlmi_interp.framework.guide.Recommendation` rows, recommended first.
+
+        The recommended ones on one line with their minutes (or passes, until a pass was
+        timed), then one line per method too slow here, with the reason.
+        """
+        fits = [r for r in recommended if r.recommended]
+        slow = [r for r in recommended if not r.recommended]
+        lines = [
+            "; ".join(r.text for r in fits)
+            or ("none within the time limit" if slow else "choose at least one element")
+        ]
+        if fits and all(r.estimate.seconds is None for r in fits):
+            lines[0] += " — time not measured yet"
+        lines += [f"not recommended: {r.text}" for r in slow]
+        self.recommended.setText("\n".join(lines))
         self.recommended.setToolTip(
             "\n".join(
-                f"{m.title}: {', '.join(ELEMENT_INFO[s].title for s in served)}"
-                for m, served, _ in recommended
+                f"{r.method.title}: {r.estimate.passes_text}, {r.estimate.text}; "
+                f"serves {', '.join(ELEMENT_INFO[s].title for s in r.served)}"
+                for r in recommended
             )
+            + ("\n\n" + ESTIMATE_NOTE if recommended else "")
         )
 
     def _ticked(self, *_: Any) -> None:

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 
 from ...errors import MlmiError
 from ...framework import ELEMENT_INFO, ELEMENTS, Assessment, Goal
+from ...framework.guide import AUTO_TIMING_VOXELS
 from ...framework.reader_study import ReaderStudySession
 from ...framework.session import AssessmentSession, Current
 from ...framework.settings import DEFAULT_TOPK_PERCENT
@@ -108,6 +109,8 @@ class FrameworkSidebar(QWidget):
         self.model_jobs.busy_changed.connect(lambda busy: self.model_button.setEnabled(not busy))
         self._connect_session()
         self.goal_box.elements_changed.connect(self._elements_changed)
+        self.goal_box.timing_requested.connect(self.measure_timing)
+        self.goal_box.time_limit_changed.connect(self._time_limit_changed)
 
         self.open_store(study_path or default_study_path())
         self.goal_box.apply_defaults()
@@ -257,6 +260,21 @@ class FrameworkSidebar(QWidget):
         self.session.set_goal(self.goal)
         self.goal_box.show_recommended(self.session.recommended(chosen))
 
+    def _time_limit_changed(self, minutes: float) -> None:
+        self.session.time_limit_min = float(minutes)
+        self.goal_box.show_recommended(self.session.recommended(self.goal_box.chosen()))
+
+    def measure_timing(self, *, max_voxels: int | None = None) -> None:
+        """Time one pass of the current model on its grid (off the GUI thread), then re-rank."""
+        job = self.session.timing_request(max_voxels=max_voxels)
+        if job is not None:
+            self.model_jobs.start(
+                job,
+                on_done=lambda _timing: self._time_limit_changed(self.session.time_limit_min),
+                on_error=self._job_error,
+                busy_text="Timing one pass of the model on its grid…",
+            )
+
     def bands_text(self, key: str) -> str:
         return bands_text(key)
 
@@ -321,6 +339,7 @@ class FrameworkSidebar(QWidget):
             return
         self.curves.clear()
         self._elements_changed(self.goal_box.chosen())
+        self.measure_timing(max_voxels=AUTO_TIMING_VOXELS)
 
     def _show_ratings(self, ratings: dict) -> None:
         for e, card in self.cards.items():
@@ -389,6 +408,7 @@ class FrameworkSidebar(QWidget):
         if self.session.current is None:
             return
         self._push_region()
+        self.goal_box.show_recommended(self.session.recommended(self.goal_box.chosen()))
         self.session.percent = self._percent()
         self._run_map(self.session.map_request())
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .base import Attribution, Method
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 __all__ = ["FeatureAblation", "Occlusion", "supervoxels"]
@@ -45,10 +46,21 @@ class Occlusion(Method):
     batch_param = "perturbations_per_eval"
     accepts_region = True
 
-    def cost(self, params: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, int]:
+    def cost(
+        self, params: dict[str, Any], shape: tuple[int, ...], region: np.ndarray | None = None
+    ) -> tuple[int, int]:
         """Forward samples: every window plus the unoccluded input; coarse-to-fine is an estimate
         (coarse windows, then the refined fraction grown by a window on each side), made exact
-        once the coarse pass has chosen where to refine."""
+        once the coarse pass has chosen where to refine.
+
+        With ``region`` (a boolean mask on the model grid) only the windows over the region's
+        bounding box grown by one window count, as :func:`.occlusion.occlusion` runs them.
+        """
+        if region is not None:
+            from .occlusion import _outer_box
+
+            box = _outer_box(region, tuple(shape), int(params["window"]), int(params["stride"]))
+            shape = tuple(b.stop - b.start for b in box)
         full = _windows(params, shape) + 1
         if params.get("strategy", "full") == "full":
             return full, 0

@@ -58,6 +58,10 @@ DEFAULT_BANDS: dict[str, Band] = {
     "randomisation_final_rho": Band(False, 0.3, 0.6),
     "prediction_drop": Band(True, 0.3, 0.1),
     "tta_sd": Band(False, 0.05, 0.15),
+    # a segmenter's spread: a few voxels' worth of volume (1 mL is 1,000 voxels of 1 mm) and
+    # Dice within 0.02 of one copy to the next; tune per structure (a hippocampus is ~4 mL)
+    "tta_volume_sd_ml": Band(False, 1.0, 5.0),
+    "tta_dice_sd": Band(False, 0.02, 0.05),
 }
 
 

@@ -123,47 +123,66 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
     "deletion_auc": (
         "deletion AUC",
         "",
-        "Area under the score as the most attributed voxels are replaced by the baseline, "
-        "most attributed first (lower = more faithful; Petsiuk et al. 2018). The curve need "
+        "Area under the target's score as the most attributed voxels are replaced by the "
+        "baseline, most attributed first (lower = more faithful; Petsiuk et al. 2018). The "
+        "score is the class probability (classifier) or the ROI score, the sum or mean of the "
+        "class's logits in the ROI, scaled to 1 on the scan and 0 on the baseline "
+        "(segmenter). The curve need "
         "not fall steadily: a partly replaced scan is an image the model never saw, and a "
         "bump means its score rose again on that mix; read the area, not single points.",
     ),
     "insertion_auc": (
         "insertion AUC",
         "",
-        "Area under the score as the most attributed voxels are restored into the baseline, "
-        "most attributed first (higher = more faithful). Same baseline as deletion; a curve "
+        "Area under the target's score (as for deletion) as the most attributed voxels are "
+        "restored into the baseline, most attributed first (higher = more faithful). Same "
+        "baseline as deletion; a curve "
         "that is not monotonic says the model reacts to the mix of scan and baseline.",
     ),
     "randomisation_final_rho": (
         "randomisation rank corr.",
         "",
-        "Spearman correlation of the map with the map of a fully randomised model; a "
-        "faithful map changes (low value; Adebayo et al. 2018).",
+        "Spearman correlation of the map with the map of the same target (class, or class in "
+        "the ROI) on a model whose layers were re-drawn at random top-down; a faithful map "
+        "changes (low value; Adebayo et al. 2018).",
     ),
     "infidelity": (
         "infidelity",
         "",
-        "Mean squared error between the map's predicted and the model's actual score change "
-        "under random perturbations, after best scaling (Yeh et al. 2019; Captum). Lower is "
+        "Mean squared error between the map's predicted and the model's actual change of the "
+        "target's score (as for deletion) under random perturbations, after best scaling "
+        "(Yeh et al. 2019; Captum). Lower is "
         "better; compare methods on one model.",
     ),
     "prediction_drop": (
         "score drop without top-k region",
         "",
-        "Target probability lost when the top-k % region is replaced by the baseline: the "
-        "finding the map shows is what drives the decision.",
+        "Target's score lost when the top-k % region is replaced by the baseline: the class "
+        "probability (classifier) or the share of the ROI score above the baseline "
+        "(segmenter). The finding the map shows is what drives the decision.",
     ),
     "confidence": (
         "confidence",
         "",
-        "Probability of the explained class on this scan.",
+        "Probability of the explained class on this scan (segmenter: its mean over the ROI's voxels).",
     ),
     "tta_sd": (
         "spread under augmentation",
         "",
-        "SD of the probability under small shifts, intensity changes and noise; a wide "
-        "spread is a cue to refer.",
+        "SD of the confidence (the class probability; segmenter: its mean over the ROI) "
+        "under small shifts, intensity changes and noise; a wide spread is a cue to refer.",
+    ),
+    "tta_volume_sd_ml": (
+        "volume spread under augmentation",
+        "mL",
+        "SD of the explained class's segmented volume (whole model grid) under the same "
+        "shifts, intensity changes and noise; segmenters only.",
+    ),
+    "tta_dice_sd": (
+        "Dice spread under augmentation",
+        "",
+        "SD of the Dice between the explained class's segmentation of each augmented copy "
+        "(shifted back) and of the scan; segmenters only.",
     ),
 }
 
