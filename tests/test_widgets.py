@@ -17,7 +17,7 @@ def _explain_widget(viewer, widgets, model="lesion-classifier", method="gradcam"
 
     widget = ExplainWidget(viewer)
     widgets.append(widget)
-    widget.budget.setValue(256)
+    widget.budget.setValue(2048)  # IG on the demo classifier: about 0.5 GB a sample (explain.budget)
     viewer.window.add_dock_widget(widget, name="Explain")
     widget.model.setCurrentIndex(widget.model.findData(model))
     widget.method.setCurrentIndex(widget.method.findData(method))
