@@ -39,6 +39,25 @@ ZOO = ("lesion-classifier", "lesion-segmenter", "lesion-protonet")
 MODES = ("ig", "saliency", "estimate")
 
 
+#: ``--sizes crop``: the model input the zoo's spec gives on the real T1 (its brain crop)
+CROP = -1
+ZOO_NAMES = {
+    "mindgrab": "brainchop-mindgrab",
+    "model18cls": "brainchop-subcortical18",
+    "model30chan50cls": "brainchop-aparc50",
+}
+
+
+def _real_t1_input(name: str) -> tuple[int, ...]:
+    """The model input (x, y, z voxels) of the zoo model ``name`` on the real T1, from its card."""
+    measured = json.loads((ROOT / "napari_mlmi_interp/models/zoo/brainchop-volumes.json").read_text())
+    return tuple(int(n) for n in measured[ZOO_NAMES[name]]["model_input_shape"][1:])
+
+
+def _size(text: str) -> int:
+    return CROP if text == "crop" else int(text)
+
+
 def _status_mb(key: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -55,7 +74,9 @@ def _scored(name: str, size: int) -> tuple[Any, Any, int | None]:
     from napari_mlmi_interp.explain.targets import roi_score
 
     torch.manual_seed(0)
-    shape = (size,) * 3
+    shape = (size,) * 3 if size > 0 else (0, 0, 0)
+    if size == CROP:
+        shape = _real_t1_input(name)
     if name in BRAINCHOP:
         from napari_mlmi_interp.models.tfjs import load_tfjs
 
@@ -129,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--probe", help=argparse.SUPPRESS)
     p.add_argument("--models", default=",".join(BRAINCHOP[:2] + ZOO))
-    p.add_argument("--sizes", default="64,96", help="voxels an axis; 0: the spec's input size")
+    p.add_argument(
+        "--sizes",
+        default="64,96",
+        help="voxels an axis; 0: the spec's input size; crop: the zoo model's input on the real T1",
+    )
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--json", help="write the rows here too")
     args = p.parse_args(argv)
@@ -138,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for model in args.models.split(","):
-        for size in (int(s) for s in args.sizes.split(",")):
-            row: dict[str, Any] = {"model": model, "size": size}
+        for size in (_size(s) for s in args.sizes.split(",")):
+            row: dict[str, Any] = {"model": model, "size": "crop" if size == CROP else size}
+            if size == CROP:
+                row["input"] = "x".join(str(n) for n in _real_t1_input(model))
             for mode in args.modes.split(","):
                 row[mode] = run_probe({"model": model, "size": size, "mode": mode})
             est = row.get("estimate", {}).get("estimate_mb")

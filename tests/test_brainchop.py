@@ -311,3 +311,22 @@ def test_predict_crops_to_a_pre_models_mask_and_maps_labels_back(tmp_path):
     assert expected.sum() > 1000 and norm[0, 0, 0] > 0.25
     np.testing.assert_array_equal(pred.segmentation.array, expected)
     assert pred.volumes_ml["bright"] == pytest.approx(expected.sum() * 1.2**3 / 1000)
+
+
+def test_a_crop_model_named_by_a_relative_path_is_found_beside_the_spec(tmp_path, monkeypatch):
+    """``crop: {to: model, model: pre.json}`` in a spec file means the file beside it, from any
+    working directory; a plain name stays a name (a registered model)."""
+    from napari_mlmi_interp.models import ModelSpec
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "pre.json").write_text("{}")
+    spec = {"name": "main", "task": "segmentation", "classes": ["bg", "x"]}
+    spec["input"] = {"crop": {"to": "model", "model": "pre.json"}}
+    (folder / "main.json").write_text(json.dumps(spec))
+    monkeypatch.chdir(tmp_path)  # not the spec's folder
+    loaded = ModelSpec.from_file(folder / "main.json")
+    assert loaded.input.crop.model == str(folder / "pre.json")
+    spec["input"]["crop"]["model"] = "brainchop-mindgrab"
+    (folder / "named.json").write_text(json.dumps(spec))
+    assert ModelSpec.from_file(folder / "named.json").input.crop.model == "brainchop-mindgrab"

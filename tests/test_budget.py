@@ -98,22 +98,26 @@ def test_estimate_is_within_25_percent_of_the_measured_peak(size):
     assert abs(estimate - peak) <= 0.25 * peak, (estimate / 2**20, peak / 2**20)
 
 
-def test_a_segmentation_target_too_big_is_refused_without_a_full_size_pass():
-    """A class's score in a full-size mask: the probe runs the model inside it on a smaller copy,
-    and a sample over the budget is refused before the model ever sees the full-size input."""
+def _watched_segmenter(size: int):
+    """(a class's score in a full-size mask, an input, the spatial shapes the net has seen)."""
     from napari_mlmi_interp.explain.targets import roi_score
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.ELU(), torch.nn.Conv3d(8, 2, 1)
     ).eval()
-    size = 160
     mask = np.zeros((size,) * 3, bool)
     mask[60:100, 60:100, 60:100] = True
-    scored = roi_score(net, mask, 1, "sum")
     seen: list[tuple[int, ...]] = []
     net.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[2:])))
-    x = torch.rand(1, 1, size, size, size)
+    return roi_score(net, mask, 1, "sum"), torch.rand(1, 1, size, size, size), seen
+
+
+def test_a_segmentation_target_too_big_is_refused_without_a_full_size_pass():
+    """A class's score in a full-size mask: the probe runs the model inside it on a smaller copy,
+    and a sample over the budget is refused before the model ever sees the full-size input."""
+    size = 160
+    scored, x, seen = _watched_segmenter(size)
     with pytest.raises(MemoryBudgetError, match=r"needs about \d+ MB per sample .* memory budget of 64 MB"):
         resolve_batch_params("integrated_gradients", {"internal_batch_size": "auto"}, scored, x, 64)
     assert seen and all(max(s) <= size // 2 for s in seen)  # only probes, never 160^3
@@ -126,3 +130,67 @@ def test_a_segmentation_target_too_big_is_refused_without_a_full_size_pass():
     assert kept <= info["per_sample_mb"] * 2**20 <= 5 * kept
     per_sample = info["per_sample_mb"]
     assert params["internal_batch_size"] == max(1, min(CPU_MAX_BATCH, int(CPU_MAX_BATCH_MB // per_sample)))
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradcam", "input_x_gradient"])
+def test_a_one_sample_method_too_big_is_refused_before_its_backward(method, monkeypatch):
+    """Saliency and Grad-CAM have no batch to size; their one backward is judged against the
+    free memory all the same, so a segmenter's sample that cannot fit is refused with the
+    sizes, never allocated (the batch budget does not apply to them)."""
+    from napari_mlmi_interp.explain import budget
+
+    size = 160
+    scored, x, seen = _watched_segmenter(size)
+    monkeypatch.setattr(budget, "_available_bytes", lambda: 64 * 1024**2)  # 64 MB free
+    with pytest.raises(
+        MemoryBudgetError, match=rf"{method.replace('_', ' ')} on this 160x160x160 input.*64 MB of free"
+    ):
+        resolve_batch_params(method, {}, scored, x, 4096)  # a batch budget does not make room
+    assert seen and all(max(s) <= size // 2 for s in seen)  # only probes, never 160^3
+    # with room it runs as asked, whatever the batch budget: nothing to resize, nothing recorded
+    monkeypatch.setattr(budget, "_available_bytes", lambda: 8 * 1024**3)
+    assert resolve_batch_params(method, {}, scored, x, 64) == ({}, {})
+    # below 64³ without an explicit budget nothing is probed (a sample cannot outgrow the machine)
+    small = torch.rand(1, 1, 8, 8, 8)
+    assert resolve_batch_params(method, {}, scored, small, None) == ({}, {})
+
+
+def test_a_rough_figure_a_tight_limit_fell_back_on_is_not_remembered(monkeypatch):
+    """Under a tight limit the accurate probes are skipped and the rough (high) figure is used;
+    a later call with room measures instead of being served that figure."""
+    from napari_mlmi_interp.explain import budget
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.ELU()).eval()
+    x = torch.rand(1, 1, 96, 96, 96)
+    calls: list[int] = []
+    real = budget._probe
+    monkeypatch.setattr(budget, "_probe", lambda m, t, f, **kw: calls.append(f) or real(m, t, f, **kw))
+    tight = budget.per_sample_bytes(net, x, limit=1.0)  # one byte: no accurate probe fits
+    assert tight == budget.rough_sample_bytes(net, x)
+    roomy = budget.per_sample_bytes(net, x, limit=8 * 1024**3)
+    assert len(calls) > 1 and roomy != tight  # measured now (the rough figure errs high)
+    calls.clear()
+    assert budget.per_sample_bytes(net, x, limit=1.0) == roomy and not calls  # measured: kept
+
+
+def test_the_rough_figure_of_a_dilated_net_is_refined_by_larger_probes():
+    """1/512 of the voxels of a dilated network is mostly padding: its figure errs ~6x high.
+    Over the limit, probes of 1/64 and 1/8 of the voxels bring it near the measured one
+    (brainchop-aparc50 on its real-T1 crop: 79 GB rough, 10.5 GB refined, 9.5 GB measured)."""
+    from napari_mlmi_interp.explain import budget
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv3d(1, 8, 3, padding=1)]
+    for d in (4, 8, 16, 8, 4):  # a MeshNet: every layer pads its input by its dilation
+        layers += [torch.nn.ELU(), torch.nn.Conv3d(8, 8, 3, padding=d, dilation=d)]
+    net = torch.nn.Sequential(*layers, torch.nn.ELU(), torch.nn.Conv3d(8, 2, 1)).eval()
+    x = torch.rand(1, 1, 128, 128, 128)
+    measured = budget.per_sample_bytes(net, x, limit=8 * 1024**3)
+    rough = budget.rough_sample_bytes(net, x)
+    assert rough > 4 * measured  # the smallest probe alone would refuse a sample that fits
+    limit = 2 * measured
+    refined = budget.refined_rough_bytes(net, x, limit)
+    assert measured * 0.8 <= refined <= limit
+    # a figure within the limit is not refined (nothing more is run)
+    assert budget.refined_rough_bytes(net, x, 2 * rough) == rough

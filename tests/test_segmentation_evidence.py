@@ -367,6 +367,31 @@ def test_explain_evidence_json_has_numbers_for_a_segmentation_target(linear_file
     with open(out["provenance"]) as fh:
         provenance = json.load(fh)
     assert provenance["provenance"]["evidence"]["deletion_auc"] == evidence["deletion_auc"]
+    # the effort and what the localization measures are stated beside the figures
+    assert evidence["settings"]["effort"] == "quick" and evidence["settings"]["steps"] == 10
+    assert evidence["settings"]["localization_region"] == "the explained ROI"
+    assert evidence["settings"]["augmentation"] == {
+        "shift_voxels": 2,
+        "intensity": 0.05,
+        "noise": 0.02,
+        "seed": 0,
+    }
+
+
+def test_explain_evidence_auto_picks_the_effort_that_fits_and_says_so(linear_files, capsys):
+    from napari_mlmi_interp.cli import main
+
+    folder, spec, scan_path, roi_path = linear_files
+    args = ["explain", str(scan_path), "--model", str(spec), "--method", "saliency", "--target", "target"]
+    args += ["--roi", str(roi_path), "--out", str(folder / "auto"), "--json", "--evidence", "auto"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    settings = json.loads(captured.out)["evidence"]["settings"]
+    # a 1,000-voxel linear model: the full effort fits 10 minutes, priced by the map's own time
+    assert settings["effort"] == "full" and settings["steps"] == 20
+    assert settings["effort_estimate_basis"] == "the map's attribution time"
+    assert settings["effort_passes"]["forward"] > 0 and settings["effort_estimate_s"] < 600
+    assert "evidence at the full effort (20 curve steps" in captured.err
 
 
 def test_batch_scores_a_segmenter_without_a_case_roi_and_with_model_figures(linear_files):
@@ -419,3 +444,74 @@ def test_the_sidebar_session_shows_and_stores_a_segmenters_model_figures(tmp_pat
     assert stored["deletion_auc"]["band"] == "pass" and "tta_dice_sd" in stored
     assert shown and shown[-1] is session.assessment
     session.close()
+
+
+def test_localization_against_the_explained_roi_says_what_it_measures(linear_case):
+    """A map of "class T in M" judged against M itself keeps its figures, and says so."""
+    from napari_mlmi_interp.framework import map_evidence
+    from napari_mlmi_interp.framework.evidence.from_map import EXPLAINED_ROI_NOTE, against_explained_roi
+
+    _model, scan, region, roi, result = linear_case
+    same = against_explained_roi(map_evidence(result.native, roi=roi, scan=scan), roi, result.roi)
+    localization = same.by_element()["localization"]
+    assert localization and all(EXPLAINED_ROI_NOTE in f.note for f in localization)
+    assert same.settings["localization_region"] == "the explained ROI"
+    assert same["pointing_game"].band == "pass"  # the values and bands are kept
+    # an independent true region (here R, inside M but not M) is a different question: no note
+    other = against_explained_roi(map_evidence(result.native, roi=region, scan=scan), region, result.roi)
+    assert all(EXPLAINED_ROI_NOTE not in f.note for f in other.by_element()["localization"])
+    assert "localization_region" not in other.settings
+
+
+class AlongFirstAxis(torch.nn.Module):
+    """Class-1 logit = W * x * i, i the voxel's index along the model's first spatial axis."""
+
+    def forward(self, x):
+        i = torch.arange(x.shape[2], dtype=x.dtype).view(1, 1, -1, 1, 1)
+        one = W * x[:, 0] * i[:, 0]
+        return torch.stack([torch.zeros_like(one), one], dim=1)
+
+
+def test_roi_score_on_an_anisotropic_cropped_xyz_grid_is_the_one_computed_by_hand():
+    """Axis order, crop offset and the blur's per-axis sigma of the ROI score, on a model that
+    sees (x, y, z) arrays cropped to the foreground of an anisotropic scan."""
+    shape, spacing = (10, 12, 14), (2.0, 1.0, 1.5)  # z, y, x
+    rng = np.random.default_rng(4)
+    array = rng.uniform(0.0, 0.1, shape)
+    array[2:8, 3:10, 4:12] += 1.0  # the foreground the crop keeps
+    array[2:8, 3:10, 4:12] += 2.0 * (np.arange(6) % 2)[:, None, None]  # stripes along z: the blur's z
+    scan = Volume(array.astype(np.float32), Geometry(shape, spacing, (0.0, 0.0, 0.0)), modality="MR")
+    spec = ModelSpec.from_dict(
+        {
+            "name": "xyz-crop",
+            "task": "segmentation",
+            "classes": ["background", "target"],
+            "input": {"axes": "xyz", "crop": {"to": "foreground", "threshold": 0.2}},
+            "normalization": {"kind": "none"},
+        }
+    )
+    model = load_model(spec, module=AlongFirstAxis())
+    roi = np.zeros(shape, bool)
+    roi[3:6, 4:8, 5:11] = True
+    result = explain(scan, model, "saliency", target="target", roi=roi)
+    assert result.prediction.model_input.crop_box == ((2, 8), (3, 10), (4, 12))
+    x_index = np.arange(shape[2])[None, None, :] - 4  # the model's first axis is x, from the crop
+    crop = (slice(2, 8), slice(3, 10), slice(4, 12))
+    from napari_mlmi_interp.framework.settings import DEFAULT_SETTINGS
+
+    # a 1.5 mm blur: (0.75, 1.5, 1) voxels along z, y, x; z and x swapped would move the score 3 %
+    settings = DEFAULT_SETTINGS.with_(blur_sigma_mm=1.5)
+    evidence = model_evidence(
+        result, model, steps=4, randomisation_stages=0, infidelity_samples=2, tta=0, settings=settings
+    )
+    expected_input = W * float((array * x_index)[roi].sum())
+    assert evidence.settings["roi_score"]["input"] == pytest.approx(expected_input, rel=1e-5)
+    blurred = np.zeros(shape)
+    blurred[crop] = gaussian_filter(array[crop].astype(np.float32).astype(np.float64), sigma=(0.75, 1.5, 1.0))
+    expected_base = W * float((blurred * x_index)[roi].sum())
+    assert evidence.settings["roi_score"]["baseline"] == pytest.approx(expected_base, rel=1e-4)
+    swapped = np.zeros(shape)
+    swapped[crop] = gaussian_filter(array[crop].astype(np.float32).astype(np.float64), sigma=(1.0, 1.5, 0.75))
+    assert abs(W * float((swapped * x_index)[roi].sum()) - expected_base) > 0.01 * abs(expected_base)
+    # the map on the scan's grid: W * i inside the ROI, zero outside
+    np.testing.assert_allclose(result.native.array, np.where(roi, abs(W) * x_index, 0.0), atol=1e-5)

@@ -163,6 +163,33 @@ def test_tiny_dilated_model_matches_keras_computed_independently(tiny):
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_a_gn_layer_is_z_scored_per_channel_over_the_volume_as_brainchop_does(tmp_path):
+    """brainchop's ``*_gn`` encoding (mindgrab): after the convolution each channel becomes
+    ``(v - mean) / sqrt(var + 1e-5)`` over the volume (population variance, no learned affine),
+    then the Activation layer; computed here with numpy on the Keras layout."""
+    rng = np.random.default_rng(7)
+    k1 = rng.normal(size=(3, 3, 3, 1, 2)).astype(np.float32)
+    b1 = np.array([5.0, -3.0], np.float32)  # offsets the normalisation must remove
+    k2 = rng.normal(size=(1, 1, 1, 2, 2)).astype(np.float32)
+    b2 = np.array([0.2, -0.1], np.float32)
+    act = {
+        "class_name": "Activation",
+        "name": "act",
+        "config": {"name": "act", "activation": "elu"},
+        "inbound_nodes": [[["conv_gn", 0, 0, {}]]],
+    }
+    layers = [_conv_layer("conv_gn", "input", 2, 3, dilation=2), act, _conv_layer("output", "act", 2, 1)]
+    weights = [("conv_gn/kernel", k1), ("conv_gn/bias", b1), ("output/kernel", k2), ("output/bias", b2)]
+    path = _write_model(tmp_path / "gn", (8, 9, 10, 1), layers, weights)
+    x = rng.normal(size=(8, 9, 10, 1)) * 3 + 1
+    v = _keras_conv3d(x, k1, b1, dilation=(2, 2, 2))
+    z = (v - v.mean(axis=(0, 1, 2))) / np.sqrt(v.var(axis=(0, 1, 2)) + 1e-5)
+    expected = _keras_conv3d(_elu(z), k2, b2)
+    np.testing.assert_allclose(_run(path, x), expected, atol=1e-4, rtol=1e-4)
+    # the same layers without the name's "_gn": no normalisation, a different answer
+    assert not np.allclose(_keras_conv3d(_elu(v), k2, b2), expected, atol=1e-2)
+
+
 def test_axes_are_not_flipped_or_swapped(tiny):
     """An impulse at one voxel answers where Keras' cross-correlation says, on every axis."""
     path, _, _, (k1, b1, k2, b2) = tiny

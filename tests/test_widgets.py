@@ -283,8 +283,11 @@ def test_segmentation_target_and_roi_together_in_the_panel(viewer_with_sample, q
     )
     np.testing.assert_allclose(result.native.array, expected.native.array, rtol=1e-5, atol=1e-8)
     assert result.prediction.computed and "mL" in widget.status.text()  # from saliency's own pass
-    # the model's own segmentation of a class as the ROI
+    # the model's own segmentation of a class as the ROI makes that class the target (as
+    # --roi-label does), whatever was picked before
+    widget.target.setCurrentIndex(widget.target.findData("background"))
     widget.roi.setCurrentIndex(widget.roi.findData("class:lesion"))
+    assert widget.target.currentData() == "lesion"
     widget.run()
     _wait_idle(qtbot, widget)
     assert widget.last_result.target["roi"] == "model prediction"

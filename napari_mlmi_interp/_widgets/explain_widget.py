@@ -102,6 +102,9 @@ class ExplainWidget(QWidget):
         self.target = QComboBox()
         self.roi = QComboBox()  # segmentation: where the target's logits are scored
         self.roi.setToolTip("segmentation: the target class's logits are summed inside this ROI")
+        # "why did it call this region X?": the model's segmentation of X makes X the target,
+        # as --roi-label does in the command line (the target can still be changed after)
+        self.roi.currentIndexChanged.connect(self._roi_changed)
         self.roi_label = QLineEdit()
         self.roi_label.setPlaceholderText("all labels")
         self.roi_label.setToolTip("ROI from a Labels layer: a class name or a label value (empty: any label)")
@@ -122,7 +125,11 @@ class ExplainWidget(QWidget):
         self.budget.setSingleStep(256)
         self.budget.setValue(int(default_budget_mb()))
         self.budget.setSuffix(" MB")
-        self.budget.setToolTip("memory for internal batches (Integrated Gradients, SmoothGrad, occlusion)")
+        self.budget.setToolTip(
+            "memory for internal batches (Integrated Gradients, SmoothGrad, occlusion); "
+            "a method of one sample (Saliency, Grad-CAM) is refused only when its one sample "
+            "does not fit in the free memory"
+        )
         self.blending = QComboBox()
         self.blending.addItems(["translucent", "additive"])
         self.blending.setToolTip("how heatmaps combine with the anatomy")
@@ -300,6 +307,12 @@ class ExplainWidget(QWidget):
         index = self.target.findText(current)
         self.target.setCurrentIndex(index if index >= 0 else int(segmenter and len(spec.classes) > 1))
 
+    def _roi_changed(self, *_: Any) -> None:
+        kind, _, name = str(self.roi.currentData() or "").partition(":")
+        index = self.target.findText(name) if kind == "class" else -1
+        if index >= 0:
+            self.target.setCurrentIndex(index)
+
     def _on_method_changed(self, *_: Any) -> None:
         while self.params_form.rowCount():
             self.params_form.removeRow(0)
@@ -344,10 +357,13 @@ class ExplainWidget(QWidget):
 
         # minutes once a pass of this model on this grid was timed (the sidebar times it)
         timing = known_timing(held_models().key_for(self.model.currentData() or ""), shape)
+        # a model that crops its input to the foreground sees a smaller grid than this one:
+        # the counts are then an upper bound (the crop is known only once the scan is cropped)
+        bound = " (at most: before the crop)" if getattr(spec.input, "crop", None) else ""
         for i in range(self.method.count()):
             m = get_method(self.method.itemData(i))
             params = {**m.params, **(self.params() if m.name == self.method.currentData() else {})}
-            self.method.setItemText(i, cost_label(m, shape, timing, params=params))
+            self.method.setItemText(i, cost_label(m, shape, timing, params=params) + bound)
 
     def _model_grid_shape(self, spec) -> tuple[int, ...]:
         """The grid the model sees the current scan on (its preprocessing's output), voxels."""

@@ -16,9 +16,6 @@ from typing import Any
 
 __all__ = ["add_evidence_options", "explain_evidence", "print_evidence"]
 
-#: ``--evidence quick``: fewer curve steps, randomisation stages, perturbations and copies.
-_QUICK = {"steps": 10, "randomisation_stages": 3, "infidelity_samples": 8, "tta": 4}
-
 
 def add_evidence_options(p: argparse.ArgumentParser) -> None:
     """``--evidence [full|quick]`` and ``--evidence-percent`` on the ``explain`` parser."""
@@ -29,11 +26,12 @@ def add_evidence_options(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const="full",
         default=None,
-        choices=("full", "quick"),
+        choices=("full", "quick", "brief", "auto"),
         help="also compute the five elements' figures (the map's, against the ROI when one is "
         "given, and the model's: deletion/insertion, randomisation, infidelity, score drop, "
-        "augmentation spread; minutes: the model runs ~70 times, 'quick' ~35); in the --json "
-        "output and the provenance file",
+        "augmentation spread; the model runs ~70 times at 'full', ~40 'quick', ~25 'brief'; "
+        "'auto': the largest that fits 10 minutes, timed from the map's own run); in the "
+        "--json output and the provenance file",
     )
     p.add_argument(
         "--evidence-percent",
@@ -49,14 +47,26 @@ def explain_evidence(args: argparse.Namespace, model: Any, volume: Any, result: 
     if getattr(args, "evidence", None) is None:
         return None
     from ..framework import ELEMENT_INFO, map_evidence, model_evidence
+    from ..framework.evidence.effort import EFFORTS, effort_for, effort_text
+    from ..framework.evidence.from_map import against_explained_roi
     from ..framework.files import flat_figures
+    from ..framework.guide import DEFAULT_TIME_LIMIT_MIN
 
     percent = args.evidence_percent
-    options = _QUICK if args.evidence == "quick" else {}
+    if args.evidence == "auto":
+        effort = effort_for(result, model, limit_minutes=DEFAULT_TIME_LIMIT_MIN)
+        options, chosen = effort.options, effort.to_dict()
+        if not getattr(args, "quiet", False):
+            print(f"mlmi-interp: evidence at the {effort_text(effort)}", file=sys.stderr)
+    else:
+        options, chosen = EFFORTS[args.evidence], {"effort": args.evidence}
     if not getattr(args, "quiet", False):
         print("mlmi-interp: computing the evidence (the model runs again)...", file=sys.stderr)
-    figures = map_evidence(result.native, roi=getattr(result, "roi", None), scan=volume, percent=percent)
+    explained = getattr(result, "roi", None)
+    figures = map_evidence(result.native, roi=explained, scan=volume, percent=percent)
+    figures = against_explained_roi(figures, explained, explained)
     figures = figures.merged(model_evidence(result, model, percent=percent, **options))
+    figures.settings.update(chosen)
     nested = figures.to_dict()
     out = {
         **flat_figures(figures),

@@ -135,7 +135,7 @@ def _add_batch_parser(sub: Any) -> None:
         nargs="?",
         const="full",
         default=None,
-        choices=("full", "quick"),
+        choices=("full", "quick", "brief"),
         help="also the model figures of every map (deletion/insertion, randomisation, infidelity, "
         "score drop, augmentation spread; a segmenter's on its ROI score): minutes per map",
     )

@@ -146,10 +146,14 @@ def _write(out: Path, volume: Volume, model: Any, result: Any) -> tuple[Path, Pa
     # the scan's own name may be a patient's (DOE_JANE_19700101.nii.gz): never part of an output
     stem = safe_name(f"{output_stem(volume)}_{model.spec.name}_{result.method}_{result.target['name']}")
     map_path = save(result.native, out / f"{stem}.nii.gz")
-    provenance = {**result.summary(), "scan": volume.case_id, "map": str(map_path)}
     prov_path = out / f"{stem}.json"
+    return map_path, prov_path, _write_provenance(prov_path, volume, result, map_path)
+
+
+def _write_provenance(prov_path: Path, volume: Volume, result: Any, map_path: Path) -> dict[str, Any]:
+    provenance = {**result.summary(), "scan": volume.case_id, "map": str(map_path)}
     prov_path.write_text(json.dumps(provenance, indent=2))
-    return map_path, prov_path, provenance
+    return provenance
 
 
 def _said(prediction: Any) -> Any:
@@ -197,8 +201,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     roi, region = _masks(args, method, model, volume)
     result = _run(args, volume, model, method, roi=roi, region=region, params=params)
     _say_what_was_explained(args, model, result, roi)
-    evidence = explain_evidence(args, model, volume, result)  # --evidence (None without)
+    # the map first: minutes of model evidence that fail or are stopped do not lose it
     map_path, prov_path, provenance = _write(out, volume, model, result)
+    evidence = explain_evidence(args, model, volume, result)  # --evidence (None without)
+    if evidence is not None:  # the provenance again, with the evidence
+        provenance = _write_provenance(prov_path, volume, result, map_path)
     _print_result(args.json, result, map_path, prov_path, provenance, evidence)
     return 0
 

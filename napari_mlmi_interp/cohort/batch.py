@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..framework.evidence import LOCALIZATION_FIGURES
+from ..framework.evidence.effort import EFFORTS
 from ..framework.evidence.from_model import MODEL_FIGURES
 from ..framework.settings import DEFAULT_TOLERANCE_MM, DEFAULT_TOPK_PERCENT
 from .manifest import Case, read_cases
@@ -40,11 +41,9 @@ __all__ = ["BatchResult", "case_inputs", "run_batch", "run_case"]
 
 SUMMARY_FIGURES = (*LOCALIZATION_FIGURES, "components_90", "gini", "entropy", "region_volume_ml")
 
-#: ``evidence``: the model figures' effort (curve steps, randomisation stages, perturbations, copies).
-EVIDENCE_EFFORT = {
-    "quick": {"steps": 10, "randomisation_stages": 3, "infidelity_samples": 8, "tta": 4},
-    "full": {},
-}
+#: ``evidence``: the model figures' effort (curve steps, randomisation stages, perturbations,
+#: copies), the same efforts as the sidebar's and ``explain --evidence``.
+EVIDENCE_EFFORT = EFFORTS
 
 _MODELS: dict[str, Any] = {}  # per worker process: each model is loaded once
 
@@ -107,7 +106,7 @@ def run_case(
 ) -> dict[str, Any]:
     """Explain one case with every method; returns its record (also written as ``case.json``).
 
-    With ``evidence`` (``'quick'`` or ``'full'``, :data:`EVIDENCE_EFFORT`) the model figures
+    With ``evidence`` (``'full'``, ``'quick'`` or ``'brief'``, :data:`EVIDENCE_EFFORT`) the model figures
     are computed too (deletion/insertion, randomisation, infidelity, score drop, augmentation
     spread; for a segmenter on its ROI score): the model runs tens of times per method.
 
@@ -212,6 +211,7 @@ def _score(result: Any, roi: Any, volume: Any, scoring: _Scoring, model: Any) ->
     inside M: the model's own segmentation of T, or the mask given), and the record says so.
     """
     from ..framework import map_evidence, model_evidence
+    from ..framework.evidence.from_map import against_explained_roi
 
     explained = getattr(result, "roi", None)
     if roi is None and explained is not None:
@@ -222,10 +222,13 @@ def _score(result: Any, roi: Any, volume: Any, scoring: _Scoring, model: Any) ->
     figures = map_evidence(
         result.native, roi=roi, scan=volume, percent=scoring.percent, tolerance_mm=scoring.tolerance_mm
     )
+    figures = against_explained_roi(figures, roi, explained)
     if scoring.evidence is None:
         return figures
-    effort = EVIDENCE_EFFORT[_checked_effort(scoring.evidence)]
-    return figures.merged(model_evidence(result, model, percent=scoring.percent, **effort))
+    name = _checked_effort(scoring.evidence)
+    evidence = model_evidence(result, model, percent=scoring.percent, **EVIDENCE_EFFORT[name])
+    evidence.settings["effort"] = name  # the cards and the report can say a curve is coarser
+    return figures.merged(evidence)
 
 
 def _sidecar(result: Any, evidence: Any, map_path: Path) -> dict[str, Any]:
@@ -370,7 +373,7 @@ def run_batch(
     dicom : bool
         Also write each map of a DICOM case into its source study (see :func:`run_case`),
         with the patient pseudonymised unless ``keep_identity``.
-    evidence : {'quick', 'full'}, optional
+    evidence : {'full', 'quick', 'brief'}, optional
         Also compute the model figures of every map (see :func:`run_case`): minutes per map.
     anonymise : bool
         Leave the ``input`` column (the scans' paths) out of the summary as well: then no

@@ -16,10 +16,19 @@ The probes, so that nothing of full size is allocated to learn that it does not 
   smallest with at least :data:`ROUGH_MIN_AXIS`), cheap and on the safe side (PyTorch's CPU
   convolutions need up to twice as much per voxel at such sizes). Above the limit: refused
   (:class:`MemoryBudgetError`, with the sizes) before the run starts.
+* :func:`refined_rough_bytes`: over the limit, the rough figure refined by probes of 1/64 and
+  1/8 of the voxels while their own predicted cost is affordable (the smallest probe of a
+  dilated network is mostly padding and can err ten times high).
 * :func:`per_sample_bytes`: the coarsest strided copy with at least :data:`PROBE_MIN_AXIS`
   voxels an axis, else the sample itself; a probe whose own predicted cost exceeds the limit
   is skipped. Measured (``benchmarks/memory.py``, docs/tfjs.md): within 10 % of the peak of one
   Integrated Gradients sample for the brainchop MeshNets and the demo zoo.
+
+Methods of one sample (saliency, Grad-CAM, Input x Gradient, ...) have no batch for the
+budget to size, but their one backward is judged before it runs (from
+:data:`ONE_SAMPLE_CHECK_FROM` input values on) against the free memory, the same rule as a
+batched method without an explicit budget and as the time estimates' "does a backward fit":
+a sample that does not fit is refused with the sizes, not killed by the system half-way.
 
 A segmentation target (a class's score in a full-size mask) does not take a smaller input;
 its probe runs the model inside it (``inner``) and sums one output channel, whose backward
@@ -74,6 +83,9 @@ ROUGH_MIN_AXIS = 16
 PROBE_MIN_AXIS = 48
 #: A probe that peaks below this (bytes) is run twice and the second step counts.
 STEADY_BELOW = 512 * 1024**2
+#: A method of one sample is judged from this many input values on (64³: even mindgrab,
+#: 4.6 kB a voxel, needs 1.2 GB a sample below it).
+ONE_SAMPLE_CHECK_FROM = 64**3
 #: Peak over saved-tensor bytes, where the peak cannot be read (measured 1.25 on model18cls).
 SAVED_TO_PEAK = 1.3
 
@@ -126,9 +138,21 @@ def per_sample_bytes(module: Any, x: Any, *, limit: float | None = None) -> int:
     :data:`PROBE_MIN_AXIS` voxels an axis) and scaled by the voxel ratio. With ``limit``
     (bytes), a probe whose own cost, predicted from :func:`rough_sample_bytes`, exceeds it is
     not run: nothing over the limit is allocated to find out that a sample does not fit.
-    Remembered per module, input shape and dtype while the module lives.
+    Remembered per module, input shape and dtype while the module lives, once measured: the
+    rough figure a ``limit`` fell back on is not remembered (a later call with more room
+    measures).
     """
-    return _remembered(_MEASURED, module, x, lambda m, t: _measure(m, t, limit))
+    key = (tuple(x.shape[1:]), str(x.dtype))
+    try:
+        known = _MEASURED.setdefault(module, {})
+    except TypeError:  # pragma: no cover - a module that cannot be weakly referenced
+        known = {}
+    if key in known:
+        return known[key]
+    nbytes, measured = _measure(module, x, limit)
+    if measured:
+        known[key] = nbytes
+    return nbytes
 
 
 def rough_sample_bytes(module: Any, x: Any) -> int | None:
@@ -154,16 +178,46 @@ def _rough(module: Any, x: Any) -> int | None:
     return None
 
 
-def _measure(module: Any, x: Any, limit: float | None) -> int:
-    """The cheapest accurate probe: the last axis shortened 8, 4 or 2 times, else the sample."""
-    rough = rough_sample_bytes(module, x) if limit is not None else None
+def refined_rough_bytes(module: Any, x: Any, limit: float) -> int | None:
+    """:func:`rough_sample_bytes`, refined by larger probes while it is over ``limit``.
+
+    The smallest probe can err far high on dilated networks: a 17-voxel axis padded by 16 on
+    each side holds three times its voxels (``brainchop-aparc50`` on its 137 x 146 x 181 crop:
+    89 GB from 1/512 of the voxels, about 9 GB measured). A probe of 1/64, then 1/8 of the
+    voxels is run while its own cost, predicted from the figure so far (which errs high),
+    stays under half the limit; each brings the figure nearer the true one.
+    """
+    rough = rough_sample_bytes(module, x)
+    if rough is None or rough <= limit:
+        return rough
+    n = min(int(a) for a in x.shape[2:])
+    for f in (4, 2):
+        if n // f < ROUGH_MIN_AXIS or rough / f**3 > limit / 2:
+            continue
+        finer = _probe(module, x, f, last_axis_only=False)
+        if finer is not None:
+            rough = min(rough, finer)
+        if rough <= limit:
+            break
+    return rough
+
+
+def _measure(module: Any, x: Any, limit: float | None) -> tuple[int, bool]:
+    """The cheapest accurate probe: the last axis shortened 8, 4 or 2 times, else the sample.
+
+    Returns the bytes and whether they were measured (False: the rough figure, every accurate
+    probe being over ``limit``).
+    """
+    rough = refined_rough_bytes(module, x, limit) if limit is not None else None
     for f in [*_factors(int(x.shape[-1]), PROBE_MIN_AXIS), 1]:
         if rough is not None and limit is not None and rough / f > limit:
             continue  # this probe alone would not fit: try a smaller one
         peak = _probe(module, x, f, last_axis_only=True)
         if peak is not None:
-            return peak
-    return rough if rough is not None else _probe(module, x, 1, last_axis_only=True) or 0
+            return peak, True
+    if rough is not None:
+        return rough, False
+    return _probe(module, x, 1, last_axis_only=True) or 0, True
 
 
 def _probe(module: Any, x: Any, factor: int, *, last_axis_only: bool) -> int | None:
@@ -302,22 +356,25 @@ def resolve_batch_params(
     """
     method = get_method(method) if isinstance(method, str) else method
     key = method.batch_param
-    if key is None or params.get(key) != "auto":
-        return params, {}
+    auto = key is not None and params.get(key) == "auto"
     budget = (budget_mb if budget_mb is not None else default_budget_mb()) * 1024**2
     # an explicit budget is a promise; without one, refuse only what the machine cannot hold
     limit = budget if budget_mb is not None else _available_bytes()
-    # a small forward first: a sample that cannot fit is refused before it is ever allocated
-    rough = rough_sample_bytes(module, x)
-    sample = rough if rough is not None and rough > limit else per_sample_bytes(module, x, limit=limit)
-    if sample > limit:
-        shape = "x".join(str(int(s)) for s in x.shape[2:])
-        raise MemoryBudgetError(
-            f"{method.name.replace('_', ' ')} on this {shape} input needs about {_mb(sample)} per sample "
-            "(forward and backward), more than the "
-            + (f"memory budget of {_mb(budget)}" if budget_mb is not None else f"{_mb(limit)} of free memory")
-            + "; raise the budget or use a model grid with fewer voxels"
-        )
+    if not auto:
+        # a method of one sample (saliency, Grad-CAM, ...) or a batch the caller fixed: no
+        # batch for the budget to size, but its backward is still judged against the free
+        # memory first, so a 256³ segmenter that cannot fit is refused with the sizes instead
+        # of being killed by the system half-way through
+        if x[0].numel() > ONE_SAMPLE_CHECK_FROM and method.cost(params, tuple(x.shape[2:]))[1] > 0:
+            free = _available_bytes()
+            rough = refined_rough_bytes(module, x, free)
+            # the rough figure errs high: within the free memory it settles the question with
+            # probes of 1/512 to 1/8 of the voxels; only above it is the accurate (costlier)
+            # probe run before refusing
+            if rough is None or rough > free:
+                _refuse_unless_fits(method, module, x, free, free, None)
+        return params, {}
+    sample = _refuse_unless_fits(method, module, x, limit, budget, budget_mb)
     cap = method.batch_cap(params)
     if not getattr(x, "is_cuda", False):
         cap = min(int(cap), CPU_MAX_BATCH, max(1, int(CPU_MAX_BATCH_MB * 1024**2 // max(1, sample))))
@@ -327,6 +384,24 @@ def resolve_batch_params(
         "per_sample_mb": round(sample / 1024**2, 3),
         key: size,
     }
+
+
+def _refuse_unless_fits(
+    method: Method, module: Any, x: Any, limit: float, budget: float, budget_mb: float | None
+) -> int:
+    """One sample's bytes; :class:`MemoryBudgetError` with the sizes when it exceeds ``limit``."""
+    # small probes first: a sample that cannot fit is refused before it is ever allocated
+    rough = refined_rough_bytes(module, x, limit)
+    sample = rough if rough is not None and rough > limit else per_sample_bytes(module, x, limit=limit)
+    if sample > limit:
+        shape = "x".join(str(int(s)) for s in x.shape[2:])
+        raise MemoryBudgetError(
+            f"{method.name.replace('_', ' ')} on this {shape} input needs about {_mb(sample)} per sample "
+            "(forward and backward), more than the "
+            + (f"memory budget of {_mb(budget)}" if budget_mb is not None else f"{_mb(limit)} of free memory")
+            + "; raise the budget or use a model grid with fewer voxels"
+        )
+    return sample
 
 
 def _mb(nbytes: float) -> str:

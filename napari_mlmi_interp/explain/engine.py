@@ -151,6 +151,7 @@ def explain(
     clock.lap("attribute")
     prediction = prediction or _prediction_from_run(volume, model, mi, run)
     result = _assemble(volume, model, pre, mi, m, resolved, run, prediction, grid_region, clock)
+    result.region = None if region is None else native_mask(region, volume, "region") > 0
     if key is not None:
         store_in_cache(cache, key, result)
     return result
@@ -304,7 +305,9 @@ def _run_observed(
         tuned = channels_last(scored)
         if tuned is not None:
             scored, x = tuned, x.contiguous(memory_format=torch.channels_last_3d)
-    total = max(1, m.cost(p, tuple(mi.array.shape[1:]))[0])
+    grid_shape = tuple(mi.array.shape[1:])
+    counts = m.cost(p, grid_shape, region=region) if region is not None else m.cost(p, grid_shape)  # type: ignore[call-arg]
+    total = max(1, counts[0])
     counted = observed(scored, total, progress, cancel, reference=x.detach() if keep_prediction else None)
     with torch.enable_grad():
         try:

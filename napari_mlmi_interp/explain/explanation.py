@@ -49,6 +49,10 @@ class Explanation:
         A segmentation target's mask on the scan's grid (z, y, x, boolean): the region whose
         class score was explained (the model evidence reruns the same question); None for a
         class target.
+    region : numpy.ndarray or None
+        The region occlusion was restricted to, on the scan's grid (z, y, x, boolean); None
+        when the method ran on the whole volume (the model evidence's randomised models are
+        restricted to the same region).
     """
 
     method: str
@@ -67,6 +71,7 @@ class Explanation:
     #: CLI, kept in sidecars, shown in the Explain panel.
     warnings: list[str] = field(default_factory=list)
     roi: np.ndarray | None = None
+    region: np.ndarray | None = None
 
     def peak_lps(self) -> np.ndarray:
         """LPS mm of the native map's peak: its largest value, signed maps included.
@@ -169,6 +174,8 @@ def store_in_cache(cache: ResultCache, key: str, result: Explanation) -> None:
         arrays["segmentation"] = pred.segmentation.array
     if result.roi is not None:
         arrays["roi"] = np.asarray(result.roi, dtype=np.uint8)
+    if result.region is not None:
+        arrays["region"] = np.asarray(result.region, dtype=np.uint8)
     meta = {
         "method": result.method,
         "params": result.params,
@@ -237,4 +244,5 @@ def from_cache_entry(
         provenance={**meta["provenance"], "cache": "hit"},
         warnings=[*prediction.warnings, *meta.get("map_warnings", [])],
         roi=arrays["roi"] > 0 if "roi" in arrays else None,
+        region=arrays["region"] > 0 if "region" in arrays else None,
     )

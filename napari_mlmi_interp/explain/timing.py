@@ -159,8 +159,8 @@ def measure_pass(
     once when it takes 5 s or more.
     The same is measured in a batch of ``batch`` samples (default :data:`BATCH` for grids up
     to :data:`BATCH_UP_TO_VOXELS` voxels, else none). The backward is run only when one
-    sample fits in ``budget_mb`` (default: :func:`.budget.default_budget_mb`, as the methods
-    themselves), judged without allocating it (:func:`.budget.per_sample_bytes`).
+    sample fits in ``budget_mb`` (default: the free memory, as the methods themselves judge
+    one sample), judged without allocating it (:func:`.budget.per_sample_bytes`).
     """
     import torch
 
@@ -184,10 +184,14 @@ def measure_pass(
 
 
 def need_limit(budget_mb: float | None) -> float:
-    """The memory budget in bytes (default :func:`.budget.default_budget_mb`)."""
-    from .budget import default_budget_mb
+    """Bytes one backward sample may need: ``budget_mb``, by default the free memory.
 
-    return float(budget_mb if budget_mb is not None else default_budget_mb()) * 1024**2
+    The same rule as a run (:func:`.budget.resolve_batch_params`): a budget sizes batches,
+    one sample only has to fit in the memory the machine has free.
+    """
+    from .budget import _available_bytes
+
+    return float(budget_mb) * 1024**2 if budget_mb is not None else float(_available_bytes())
 
 
 def _sample_bytes(module: Any, x: Any, budget_mb: float | None) -> int | None:

@@ -259,7 +259,7 @@ def _verdict(
     """``(recommended, reason)`` for a method's estimate."""
     if timing is not None and est.backwards and not timing.backward_fits:
         need = f" (~{timing.sample_bytes / 1024**3:.1f} GB a sample)" if timing.sample_bytes else ""
-        return False, f"one backward pass needs more memory than the budget here{need}"
+        return False, f"one backward pass needs more memory than is free here{need}"
     where = "" if est.in_region else " over the whole volume"
     if est.forwards > max_passes:
         hint = "; restrict it to a region" if m.accepts_region and not est.in_region else ""

@@ -38,6 +38,8 @@ from psygnal import Signal
 from ..errors import InputError, MlmiError
 from ..io.volume import Volume
 from .evidence import Assessment, map_evidence, model_evidence
+from .evidence.effort import Effort, effort_for
+from .evidence.from_map import against_explained_roi
 from .files import on_grid_of
 from .guide import DEFAULT_TIME_LIMIT_MIN, ELEMENT_INFO, Goal, recommended_methods, scan_context
 from .settings import DEFAULT_TOPK_PERCENT
@@ -104,9 +106,11 @@ class MapRequest:
     percent: float
 
     def compute(self) -> Assessment:
-        return map_evidence(
-            self.current.explanation.native, roi=self.mask, scan=self.current.scan, percent=self.percent
+        explanation = self.current.explanation
+        figures = map_evidence(
+            explanation.native, roi=self.mask, scan=self.current.scan, percent=self.percent
         )
+        return against_explained_roi(figures, self.mask, getattr(explanation, "roi", None))
 
 
 @dataclass(frozen=True)
@@ -116,16 +120,30 @@ class ModelRequest:
     current: Current
     percent: float
     generation: int = field(default=-1)
+    limit_minutes: float = DEFAULT_TIME_LIMIT_MIN
+
+    @property
+    def effort(self) -> Effort:
+        """The largest effort whose estimate fits the time limit (:func:`.evidence.effort.effort_for`)."""
+        return effort_for(self.current.explanation, self.current.model, limit_minutes=self.limit_minutes)
 
     def compute(self, progress: Callable[[int, int], None] | None = None, cancel: Any = None) -> Assessment:
-        """Run the model (minutes on a CPU); ``progress(done, total)``, ``cancel`` a CancelToken."""
-        return model_evidence(
+        """Run the model (minutes on a CPU); ``progress(done, total)``, ``cancel`` a CancelToken.
+
+        The effort (curve steps, randomisation stages, ...) is the largest that fits the time
+        limit; it is stored in the figures' settings.
+        """
+        effort = self.effort
+        assessment = model_evidence(
             self.current.explanation,
             self.current.model,
             percent=self.percent,
             progress=progress,
             cancel=cancel,
+            **effort.options,
         )
+        assessment.settings.update(effort.to_dict())
+        return assessment
 
 
 class AssessmentSession:
@@ -391,7 +409,7 @@ class AssessmentSession:
         if self.current.model is None:
             self.error.emit("this heatmap does not carry its model; run it from the Explain panel")
             return None
-        return ModelRequest(self.current, self.percent, self.generation)
+        return ModelRequest(self.current, self.percent, self.generation, self.time_limit_min)
 
     def map_assessment(self) -> Assessment | None:
         """The map's figures now, on the calling thread (not shown)."""
@@ -438,9 +456,8 @@ class AssessmentSession:
         if assessment is None:
             return None
         if with_model and self.current.model is not None:
-            assessment = assessment.merged(
-                model_evidence(self.current.explanation, self.current.model, percent=self.percent)
-            )
+            request = ModelRequest(self.current, self.percent, self.generation, self.time_limit_min)
+            assessment = assessment.merged(request.compute())
         self.show(assessment)
         return assessment
 

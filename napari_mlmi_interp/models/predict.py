@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,10 +91,12 @@ def preprocessor_for(model: LoadedModel) -> Preprocessor:
     return Preprocessor(model.spec.input, model.spec.normalization, foreground=model_foreground)
 
 
-#: Pre-model masks by (scan digest, model name): a ``crop: {to: model}`` step is asked for the
-#: same mask by every forward of an explanation; a 256³ mask is 16 MB, two are kept.
+#: Pre-model masks by (scan digest, model sha256): a ``crop: {to: model}`` step is asked for
+#: the same mask by every forward of an explanation; a 256³ mask is 16 MB, two are kept.
 _FOREGROUND: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 _FOREGROUND_KEEP = 2
+#: Workers (the panel's, the sidebar's) share the cache: one computes a mask, the others wait.
+_FOREGROUND_LOCK = threading.RLock()
 
 
 def model_foreground(volume: Volume, name: str) -> np.ndarray:
@@ -102,28 +105,31 @@ def model_foreground(volume: Volume, name: str) -> np.ndarray:
     The crop step of brainchop's ``preModelId`` (e.g. a brain-extraction model run first):
     the model is resolved like ``--model NAME`` (a registered name or a spec file), run on
     the scan with its own preprocessing, and its labels mapped back to the scan's grid;
-    returns a uint8 0/1 array (z, y, x). Cached per scan content and model name.
+    returns a uint8 0/1 array (z, y, x). The model is held once (:func:`.held.held_models`);
+    the mask is cached per scan content and model sha256 (weights rewritten in place give a
+    new mask).
     """
+    from .held import held_models
     from .preprocessing import source_digest
-    from .registry import resolve_model
 
-    key = (source_digest(volume), name)
-    if key in _FOREGROUND:
-        _FOREGROUND.move_to_end(key)
-        return _FOREGROUND[key]
-    model = resolve_model(name)
-    crop = model.spec.input.crop
-    if model.spec.task != "segmentation" or (crop is not None and crop.to == "model"):
-        raise ModelError(
-            f"the crop model '{name}' must be a segmentation model that does not itself crop to a model"
-        )
-    segmentation = predict(volume, model).segmentation
-    assert segmentation is not None  # a segmentation model's prediction
-    mask = (segmentation.array > 0).astype(np.uint8)
-    _FOREGROUND[key] = mask
-    while len(_FOREGROUND) > _FOREGROUND_KEEP:
-        _FOREGROUND.popitem(last=False)
-    return mask
+    model = held_models().resolve(name)
+    key = (source_digest(volume), model.sha256)
+    with _FOREGROUND_LOCK:
+        if key in _FOREGROUND:
+            _FOREGROUND.move_to_end(key)
+            return _FOREGROUND[key]
+        crop = model.spec.input.crop
+        if model.spec.task != "segmentation" or (crop is not None and crop.to == "model"):
+            raise ModelError(
+                f"the crop model '{name}' must be a segmentation model that does not itself crop to a model"
+            )
+        segmentation = predict(volume, model).segmentation
+        assert segmentation is not None  # a segmentation model's prediction
+        mask = (segmentation.array > 0).astype(np.uint8)
+        _FOREGROUND[key] = mask
+        while len(_FOREGROUND) > _FOREGROUND_KEEP:
+            _FOREGROUND.popitem(last=False)
+        return mask
 
 
 def _probabilities(logits: Any) -> np.ndarray:

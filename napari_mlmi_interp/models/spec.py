@@ -308,6 +308,11 @@ class ModelSpec:
             for key in ("weights", "card", "prototype_metadata"):
                 if data.get(key) and not Path(data[key]).is_absolute():
                     data[key] = str(Path(base) / data[key])
+            crop = data["input"].crop
+            if crop is not None and crop.model and not Path(crop.model).is_absolute():
+                beside = Path(base) / crop.model  # a spec file beside this one, else a name
+                if beside.is_file():
+                    crop.model = str(beside)
         data.setdefault("source", source)
         try:
             return cls(**data)

@@ -81,8 +81,12 @@ class ElementCard(QGroupBox):
         self.note.editingFinished.connect(self._rated)
         return row
 
-    def set_figures(self, figures: list, hidden: bool = False) -> None:
-        """Show ``figures`` (:class:`~napari_mlmi_interp.framework.Figure`), or say they are hidden."""
+    def set_figures(self, figures: list, hidden: bool = False, caption: str = "") -> None:
+        """Show ``figures`` (:class:`~napari_mlmi_interp.framework.Figure`), or say they are hidden.
+
+        ``caption``: one line under them, shown as well as in their hover text (what the
+        figures measure when that differs from the usual, e.g. against the explained ROI).
+        """
         while self.grid.count():
             item = self.grid.takeAt(0)
             if item.widget() is not None:
@@ -114,6 +118,10 @@ class ElementCard(QGroupBox):
             self.grid.addWidget(chip, r, 2)
             self.value_labels[f.key] = value
             self.band_labels[f.key] = chip
+        if caption and figures:
+            line = QLabel(f"<small><i>{caption}</i></small>")
+            line.setWordWrap(True)
+            self.grid.addWidget(line, len(figures), 0, 1, 3)
 
     def show_rating(self, rating: Any, note: str) -> None:
         """Show a saved rating ("unset" for none) and note without emitting :attr:`rated`."""
@@ -157,9 +165,19 @@ class ModelCurves(QWidget):
         if "deletion" in curves:
             baseline = settings.get("baseline_text", "")
             kind = settings.get("baseline")
-            self.faithfulness_plot.title = "deletion / insertion" + (f" · {kind} baseline" if kind else "")
+            effort = settings.get("effort")
+            coarse = f" · {effort}, {settings.get('steps')} steps" if effort and effort != "full" else ""
+            self.faithfulness_plot.title = (
+                "deletion / insertion" + (f" · {kind} baseline" if kind else "") + coarse
+            )
             self.faithfulness_plot.setToolTip(
-                f"Removed voxels become the baseline: {baseline or 'see the settings'}. "
+                (
+                    f"Computed at the {effort} effort (fewer curve steps, randomisation stages, "
+                    "perturbations and copies than the full one) to fit the time limit. "
+                    if coarse
+                    else ""
+                )
+                + f"Removed voxels become the baseline: {baseline or 'see the settings'}. "
                 "A curve that is not monotonic means the model's score rose again on a mix of "
                 "scan and baseline it never saw in training; read the areas, not single points."
             )

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 
 from ...errors import MlmiError
 from ...framework import ELEMENT_INFO, ELEMENTS, Assessment, Goal
+from ...framework.evidence.effort import effort_text
 from ...framework.guide import AUTO_TIMING_VOXELS
 from ...framework.reader_study import ReaderStudySession
 from ...framework.session import AssessmentSession, Current
@@ -57,6 +58,11 @@ from .region import RegionPicker
 from .study import StudyControls, add_case_layers, case_layer_data, default_study_path, remove_study_layers
 
 __all__ = ["FrameworkSidebar"]
+
+#: Under the localization card when the true region is the ROI the map explains.
+EXPLAINED_ROI_CAPTION = (
+    "True region = the ROI this map explains: how much evidence lies in the structure, not in its context."
+)
 
 
 class FrameworkSidebar(QWidget):
@@ -448,8 +454,10 @@ class FrameworkSidebar(QWidget):
 
     def _show_evidence(self, assessment: Assessment) -> None:
         hidden = self.study_session is not None and not self.study_session.show_evidence
+        against_roi = assessment.settings.get("localization_region") == "the explained ROI"
         for e, figs in assessment.by_element().items():
-            self.cards[e].set_figures(figs, hidden=hidden)
+            caption = EXPLAINED_ROI_CAPTION if e == "localization" and against_roi else ""
+            self.cards[e].set_figures(figs, hidden=hidden, caption=caption)
         if not hidden:
             self.curves.show_curves(assessment.curves, assessment.settings)
         # name the failing figures, not just their elements: a map can hit the lesion (pointing
@@ -475,7 +483,8 @@ class FrameworkSidebar(QWidget):
             lambda token, report: request.compute(report, token),
             on_done=lambda assessment: self.session.deliver(request, assessment),
             on_error=self._job_error,
-            busy_text="Running the model for the transparency and actionability evidence…",
+            busy_text="Running the model for the transparency and actionability evidence: "
+            f"{effort_text(request.effort)}…",
         )
 
     def cancel(self) -> None:

@@ -18,7 +18,14 @@ from .assessment import Assessment
 from .bands import Band, linked_bands
 from .figures import LOCALIZATION_FIGURES, Figure, figure_label, judged
 
-__all__ = ["map_evidence"]
+__all__ = ["EXPLAINED_ROI_NOTE", "against_explained_roi", "map_evidence"]
+
+#: The localization figures' note when the true region is the ROI the map was asked about.
+EXPLAINED_ROI_NOTE = (
+    "the true region is the ROI this map explains (class T inside it): these figures say how "
+    "much of the evidence lies in the structure itself rather than in its context, not "
+    "whether the model found the structure"
+)
 
 
 def map_evidence(
@@ -163,3 +170,22 @@ def _physical(
     if labels is not None:
         add("label_mass", M.mass_per_label(a, np.asarray(labels), label_names))
     return figs
+
+
+def against_explained_roi(assessment: Any, region: Any, explained: Any) -> Any:
+    """``assessment`` with the localization figures noted when ``region`` is the explained ROI.
+
+    A segmenter's map of "class T inside M" judged against M itself is a different question
+    from a classifier's map judged against an independent lesion mask; the figures keep their
+    values and bands, and say so (:data:`EXPLAINED_ROI_NOTE`), in every panel and file.
+    """
+    if region is None or explained is None:
+        return assessment
+    region_array = np.asarray(getattr(region, "array", region)) > 0
+    explained_array = np.asarray(explained) > 0
+    if region_array.shape != explained_array.shape or not np.array_equal(region_array, explained_array):
+        return assessment
+    for figure in assessment.by_element()["localization"]:
+        figure.note = f"{figure.note}; {EXPLAINED_ROI_NOTE}" if figure.note else EXPLAINED_ROI_NOTE
+    assessment.settings["localization_region"] = "the explained ROI"
+    return assessment

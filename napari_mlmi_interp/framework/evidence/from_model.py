@@ -25,6 +25,7 @@ from .assessment import Assessment
 from .bands import Band, linked_bands
 from .figures import Figure, figure_label, judged
 from .from_model_seg import (
+    AUGMENTATION_OPTIONS,
     augmentation_options,
     roi_score_function,
     roi_target,
@@ -131,7 +132,7 @@ def model_evidence(
             figs[key] = Figure(key, None, "n/a", probe, figure_label(key, settings))
         return Assessment(figs, settings={**settings.to_dict(), "baseline_text": declared})
     probe.figs["model_kind"] = kind
-    probe.batch_size = batch_size or (4 if probe.x[0].numel() <= _LARGE_INPUT else 1)
+    probe.batch_size = batch_size or default_batch_size(tuple(probe.x.shape[1:]))
     probe.progress, probe.cancel = progress, cancel
     # one randomisation run per stage: no more stages than layers with parameters
     probe.phases = 5 + min(randomisation_stages, len(parametrised_layers(model.module)))
@@ -146,9 +147,26 @@ def model_evidence(
         "randomisation_stages": randomisation_stages,
         "infidelity_samples": infidelity_samples,
         "tta": tta,
-        **({"augmentation": options} if options else {}),
+        "augmentation": effective_augmentation(options),
     }
     return Assessment(probe.figs, probe.curves, settings=_run_settings(probe, baseline, declared, effort))
+
+
+def effective_augmentation(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The augmentation settings the copies were made with: the caller's over the defaults."""
+    import inspect
+
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(M.augmented_copies).parameters.items()
+        if k in AUGMENTATION_OPTIONS
+    }
+    return {**defaults, **options}
+
+
+def default_batch_size(shape: tuple[int, ...]) -> int:
+    """Samples per forward pass of one sample of ``shape`` (channels, *grid): 4, or 1 above 128³ values."""
+    return 4 if int(np.prod(shape)) <= _LARGE_INPUT else 1
 
 
 def _run_settings(probe: Probe, baseline: Any, declared: str, effort: dict[str, Any]) -> dict[str, Any]:
@@ -312,6 +330,7 @@ def _randomisation(probe: Probe, explanation: Any, model: Any, stages: int) -> N
             **probe.explain_target(),
             model_input=model_input,
             cancel=probe.cancel,
+            region=explanation.region,  # occlusion restricted to a region: the same region
         )
         probe.step()
         return out.model_map
