@@ -398,8 +398,12 @@ def _refuse_unless_fits(
         raise MemoryBudgetError(
             f"{method.name.replace('_', ' ')} on this {shape} input needs about {_mb(sample)} per sample "
             "(forward and backward), more than the "
-            + (f"memory budget of {_mb(budget)}" if budget_mb is not None else f"{_mb(limit)} of free memory")
-            + "; raise the budget or use a model grid with fewer voxels"
+            + (
+                f"memory budget of {_mb(budget)}; raise the budget or use a model grid with fewer voxels"
+                if budget_mb is not None
+                else f"{_mb(limit)} of free memory; free memory, use a machine with more, "
+                "or a model grid with fewer voxels"
+            )
         )
     return sample
 
