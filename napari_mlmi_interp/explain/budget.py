@@ -185,14 +185,14 @@ def refined_rough_bytes(module: Any, x: Any, limit: float) -> int | None:
     each side holds three times its voxels (``brainchop-aparc50`` on its 137 x 146 x 181 crop:
     89 GB from 1/512 of the voxels, about 9 GB measured). A probe of 1/64, then 1/8 of the
     voxels is run while its own cost, predicted from the figure so far (which errs high),
-    stays under half the limit; each brings the figure nearer the true one.
+    stays under the limit; each brings the figure nearer the true one.
     """
     rough = rough_sample_bytes(module, x)
     if rough is None or rough <= limit:
         return rough
     n = min(int(a) for a in x.shape[2:])
     for f in (4, 2):
-        if n // f < ROUGH_MIN_AXIS or rough / f**3 > limit / 2:
+        if n // f < ROUGH_MIN_AXIS or rough / f**3 > limit:
             continue
         finer = _probe(module, x, f, last_axis_only=False)
         if finer is not None:
