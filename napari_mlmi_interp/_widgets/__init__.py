@@ -6,5 +6,6 @@ from __future__ import annotations
 from .explain_widget import ExplainWidget
 from .prototype_widget import PrototypeWidget
 from .sidebar import FrameworkSidebar
+from .window_widget import WindowWidget
 
-__all__ = ["ExplainWidget", "FrameworkSidebar", "PrototypeWidget"]
+__all__ = ["ExplainWidget", "FrameworkSidebar", "PrototypeWidget", "WindowWidget"]

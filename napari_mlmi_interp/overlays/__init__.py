@@ -20,6 +20,7 @@ from .explanation_layers import (
     set_contour_percent,
     shared_scale,
 )
+from .orientation import orientation_letters, show_orientation_letters
 from .volume_layers import (
     LPS_AXIS_LABELS,
     contrast_limits,
@@ -31,11 +32,14 @@ from .volume_layers import (
     volume_layer_data,
     volume_of_layer,
 )
+from .windowing import CT_WINDOWS, apply_window, window_choices, window_limits
 
 __all__ = [
+    "CT_WINDOWS",
     "LPS_AXIS_LABELS",
     "add_explanation_layers",
     "add_layer",
+    "apply_window",
     "compare_layers",
     "contour_layer_data",
     "contrast_limits",
@@ -47,12 +51,16 @@ __all__ = [
     "isosurface_layer_data",
     "layer_name",
     "layer_volume",
+    "orientation_letters",
     "rescale_heatmaps",
     "robust_scale",
     "set_contour_percent",
     "set_radiological_view",
     "shared_scale",
+    "show_orientation_letters",
     "viewer_camera",
     "volume_layer_data",
     "volume_of_layer",
+    "window_choices",
+    "window_limits",
 ]

@@ -193,10 +193,14 @@ def set_radiological_view(viewer: napari.Viewer, plane: str = "axial") -> None:
     if viewer.dims.ndim != 3:
         return
     order, vertical = _PLANES[plane]
+    from .orientation import show_anatomically_in_3d, show_orientation_letters
+
     viewer.dims.order = order
     viewer.dims.axis_labels = LPS_AXIS_LABELS
     viewer_camera(viewer).orientation2d = (vertical, "right")
     viewer.reset_view()
+    show_orientation_letters(viewer)  # A/P, R/L, S/I on the canvas edges; L, P, S axes in 3D
+    show_anatomically_in_3d(viewer)
 
 
 def slice_point(volume: Volume, focus_lps: Any = None) -> tuple[float, float, float]:
