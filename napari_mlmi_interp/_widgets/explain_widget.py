@@ -42,7 +42,8 @@ from ..overlays import (
     set_contour_percent,
     volume_of_layer,
 )
-from ..overlays.roles import Role, layers_of, role_of, scan_layers
+from ..overlays.roles import Role, layers_of, role_of
+from .choices import refill_scans
 from .jobs import JobRunner, describe_error
 from .param_widgets import param_widget
 
@@ -211,14 +212,7 @@ class ExplainWidget(QWidget):
 
     def refresh_layers(self) -> None:
         """Re-list scan layers (and ROI layers), keeping the current choices when they still exist."""
-        current = self.scan.currentText()
-        self.scan.blockSignals(True)
-        self.scan.clear()
-        for layer in scan_layers(self.viewer):
-            self.scan.addItem(layer.name)
-        index = self.scan.findText(current)
-        self.scan.setCurrentIndex(index if index >= 0 else 0)
-        self.scan.blockSignals(False)
+        refill_scans(self.scan, self.viewer)
         self._fill_targets()
         self._update_costs()
 

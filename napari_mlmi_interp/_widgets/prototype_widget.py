@@ -41,7 +41,8 @@ from ..explain.prototypes import THUMBNAIL_SIZE, prototype_thumbnail
 from ..models import available_models
 from ..models.held import held_models
 from ..overlays import add_layer, heatmap_layer_data, volume_of_layer
-from ..overlays.roles import Role, layer_metadata, scan_layers, set_role
+from ..overlays.roles import Role, layer_metadata, set_role
+from .choices import refill_scans
 from .jobs import JobRunner
 
 THUMB = THUMBNAIL_SIZE  # pixels per slice
@@ -205,12 +206,7 @@ class PrototypeWidget(QWidget):
         self.run(target=wanted)
 
     def refresh_layers(self, *_: Any) -> None:
-        current = self.scan.currentText()
-        self.scan.clear()
-        for layer in scan_layers(self.viewer):
-            self.scan.addItem(layer.name)
-        index = self.scan.findText(current)
-        self.scan.setCurrentIndex(index if index >= 0 else 0)
+        refill_scans(self.scan, self.viewer, quiet=False)
 
     def run(self, target: str | None = None) -> None:
         """Compute the report in a worker thread, for ``target`` (default: the predicted class).

@@ -8,7 +8,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
 
 from ..errors import MlmiError
 from ..overlays import CT_WINDOWS, apply_window, volume_of_layer, window_choices
-from ..overlays.roles import scan_layers
+from .choices import refill_scans
 
 __all__ = ["WindowWidget"]
 
@@ -41,14 +41,7 @@ class WindowWidget(QWidget):
 
     def refresh(self, *_: Any) -> None:
         """The scan layers the viewer holds (keeps the current one when it is still there)."""
-        current = self.scan.currentText()
-        self.scan.blockSignals(True)
-        self.scan.clear()
-        for layer in scan_layers(self.viewer):
-            self.scan.addItem(layer.name)
-        index = self.scan.findText(current)
-        self.scan.setCurrentIndex(index if index >= 0 else 0)
-        self.scan.blockSignals(False)
+        refill_scans(self.scan, self.viewer)
         self._fill_windows()
 
     def _layer(self) -> Any:
