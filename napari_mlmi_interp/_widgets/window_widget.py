@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QWidget
 
 from ..errors import MlmiError
-from ..overlays import CT_WINDOWS, apply_window, volume_of_layer, window_choices
+from ..overlays import CT_WINDOWS, add_measurement_layer, apply_window, volume_of_layer, window_choices
 from .choices import refill_scans
 
 __all__ = ["WindowWidget"]
@@ -20,7 +20,8 @@ _TIPS = {
 
 
 class WindowWidget(QWidget):
-    """Scan and window: choosing a window sets the scan layer's contrast limits."""
+    """Scan and window: choosing a window sets the scan layer's contrast limits; *Measure*
+    starts a distance measurement (two clicks, the length in mm beside the line)."""
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -32,6 +33,10 @@ class WindowWidget(QWidget):
         form = QFormLayout(self)
         form.addRow("scan", self.scan)
         form.addRow("window", self.window)
+        self.measure = QPushButton("Measure distance (mm)")
+        self.measure.setToolTip("click two points: the line is labelled with its length in mm (LPS)")
+        self.measure.clicked.connect(lambda: add_measurement_layer(self.viewer))
+        form.addRow(self.measure)
         form.addRow(self.status)
         self.scan.currentIndexChanged.connect(self._fill_windows)
         self.window.activated.connect(self._apply)

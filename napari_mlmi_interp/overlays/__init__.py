@@ -21,6 +21,7 @@ from .explanation_layers import (
     shared_scale,
 )
 from .orientation import orientation_letters, show_orientation_letters
+from .readout import add_measurement_layer, cursor_readout, line_lengths_mm
 from .volume_layers import (
     LPS_AXIS_LABELS,
     contrast_limits,
@@ -39,10 +40,12 @@ __all__ = [
     "LPS_AXIS_LABELS",
     "add_explanation_layers",
     "add_layer",
+    "add_measurement_layer",
     "apply_window",
     "compare_layers",
     "contour_layer_data",
     "contrast_limits",
+    "cursor_readout",
     "end_compare",
     "explanation_layer_data",
     "geometry_from_layer_state",
@@ -51,6 +54,7 @@ __all__ = [
     "isosurface_layer_data",
     "layer_name",
     "layer_volume",
+    "line_lengths_mm",
     "orientation_letters",
     "rescale_heatmaps",
     "robust_scale",

@@ -194,6 +194,7 @@ def set_radiological_view(viewer: napari.Viewer, plane: str = "axial") -> None:
         return
     order, vertical = _PLANES[plane]
     from .orientation import show_anatomically_in_3d, show_orientation_letters
+    from .readout import show_cursor_readout
 
     viewer.dims.order = order
     viewer.dims.axis_labels = LPS_AXIS_LABELS
@@ -201,6 +202,7 @@ def set_radiological_view(viewer: napari.Viewer, plane: str = "axial") -> None:
     viewer.reset_view()
     show_orientation_letters(viewer)  # A/P, R/L, S/I on the canvas edges; L, P, S axes in 3D
     show_anatomically_in_3d(viewer)
+    show_cursor_readout(viewer)  # LPS mm, voxel, scan and map values in the status bar
 
 
 def slice_point(volume: Volume, focus_lps: Any = None) -> tuple[float, float, float]:
