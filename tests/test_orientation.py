@@ -119,3 +119,30 @@ def test_the_lesion_is_on_the_same_side_in_2d_and_3d_from_rendered_pixels(make_n
     shot_3d = viewer.screenshot(canvas_only=True, flash=False)
     x_3d = _heat_centroid_x(shot_3d)
     assert x_axial < 0.45 and x_coronal < 0.45 and x_3d < 0.45, (x_axial, x_coronal, x_3d)
+
+
+def test_in_3d_the_contours_give_way_to_their_isosurfaces_and_come_back_in_2d():
+    from napari.layers import Labels, Surface
+
+    from napari_mlmi_interp.overlays import set_radiological_view
+    from napari_mlmi_interp.overlays.roles import Role, layer_metadata
+    from napari_mlmi_interp.sample import make_sample
+
+    viewer = _viewer_with(make_sample().scan)
+    set_radiological_view(viewer, "axial")
+    group = "scan · Grad-CAM · lesion"
+    contour = Labels(np.zeros((5, 5, 5), np.uint8), metadata=layer_metadata(Role.CONTOUR, group=group))
+    vertices = np.array([[0.0, 0, 0], [0, 1, 0], [0, 0, 1]])
+    surface = Surface(
+        (vertices, np.array([[0, 1, 2]])),
+        visible=False,
+        metadata=layer_metadata(Role.ISOSURFACE, group=group),
+    )
+    other = Labels(np.zeros((5, 5, 5), np.uint8), metadata=layer_metadata(Role.CONTOUR, group="another"))
+    other.visible = False  # a contour the reader hid stays hidden
+    for layer in (contour, surface, other):
+        viewer.add_layer(layer)
+    viewer.dims.ndisplay = 3
+    assert not contour.visible and surface.visible and not other.visible
+    viewer.dims.ndisplay = 2
+    assert contour.visible and not surface.visible and not other.visible

@@ -24,10 +24,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "LPS_LETTERS",
+    "contours_for_surfaces",
     "edge_letters",
     "orientation_letters",
     "show_anatomically_in_3d",
     "show_orientation_letters",
+    "surfaces_for_contours",
 ]
 
 #: (negative end, positive end) of world axes 0, 1, 2 (L, P, S in mm).
@@ -150,7 +152,9 @@ def show_anatomically_in_3d(viewer: napari.Viewer) -> None:
     part of the 3D camera's orientation too and would mirror the 3D rendering (a left-handed
     camera); entering 3D the camera gets napari's right-handed default orientation, the dims
     order the identity (in 3D the camera, not the order, sets the view) and the view
-    :data:`VIEW_FROM_ANTERIOR`; back in 2D the plane's order and flips return. Idempotent
+    :data:`VIEW_FROM_ANTERIOR`; the top-k contours give way to their isosurfaces
+    (:func:`surfaces_for_contours`); back in 2D the plane's order, flips and contours
+    return. Idempotent
     per viewer; only for an LPS viewer (``dims.axis_labels`` L, P, S, three dimensions).
     """
     from .volume_layers import LPS_AXIS_LABELS, viewer_camera
@@ -173,10 +177,40 @@ def show_anatomically_in_3d(viewer: napari.Viewer) -> None:
             dims.order = (0, 1, 2)
             camera.orientation = ("towards", "down", "right")
             camera.set_view_direction(*VIEW_FROM_ANTERIOR)
+            saved["swapped"] = surfaces_for_contours(live)
         elif dims.ndisplay == 2 and "orientation2d" in saved:
             order, flips = saved.pop("order"), saved.pop("orientation2d")
             if tuple(dims.order) == (0, 1, 2):  # the user did not pick another plane in 3D
                 dims.order = order
             camera.orientation2d = flips
+            contours_for_surfaces(saved.pop("swapped", []))
 
     viewer.dims.events.ndisplay.connect(on_ndisplay)
+
+
+def surfaces_for_contours(viewer: napari.Viewer) -> list[tuple[Any, Any]]:
+    """In 3D, each visible top-k contour (a Labels layer: a blocky mass there) gives way to
+    its explanation's isosurface; returns the (contour, surface) pairs swapped."""
+    from .roles import Role, group_of, layers_of
+
+    swapped = []
+    for contour in layers_of(viewer, Role.CONTOUR):
+        if not contour.visible:
+            continue
+        surfaces = layers_of(viewer, Role.ISOSURFACE, group=group_of(contour))
+        contour.visible = False
+        for surface in surfaces:
+            if not surface.visible:
+                surface.visible = True
+                swapped.append((contour, surface))
+        if not surfaces:
+            swapped.append((contour, None))
+    return swapped
+
+
+def contours_for_surfaces(swapped: list[tuple[Any, Any]]) -> None:
+    """Back in 2D: the contours :func:`surfaces_for_contours` hid are shown, its surfaces hidden."""
+    for contour, surface in swapped:
+        contour.visible = True
+        if surface is not None:
+            surface.visible = False

@@ -385,6 +385,9 @@ class FrameworkSidebar(QWidget):
         saved = self.session.saved_region()
         if saved is not None:
             self.select_region(self._add_annotation(saved))
+        elif self.study_session is None:  # outside a (blinded) study: a mask loaded beside the scan
+            self.refresh_layers()
+            self.region_picker.pick_mask_on(self.session.current.explanation.native.geometry)
 
     def _push_region(self) -> None:
         """Hand the chosen region (as painted now) to the session."""

@@ -75,6 +75,29 @@ class RegionPicker(QWidget):
             self.combo.setCurrentText(region)
         self.combo.blockSignals(False)
 
+    def pick_mask_on(self, geometry: Any) -> Any:
+        """When no region is chosen: choose the first Labels layer that is a mask (one label)
+        on ``geometry``'s grid (a lesion mask loaded beside the scan); returns it, or None."""
+        import numpy as np
+
+        from ...errors import MlmiError
+        from ...overlays import volume_of_layer
+
+        if self.layer is not None:
+            return None
+        for ly in self.viewer.layers:
+            if not isinstance(ly, Labels) or role_of(ly) is Role.CONTOUR:
+                continue
+            try:
+                volume = volume_of_layer(ly)
+            except (MlmiError, ValueError):
+                continue
+            values = np.unique(np.asarray(volume.array)[::2, ::2, ::2])
+            if volume.geometry.same_grid(geometry, atol_mm=1e-3) and len(values[values != 0]) == 1:
+                self.choose(ly)
+                return ly
+        return None
+
     def choose(self, layer: Any) -> None:
         """Use ``layer`` (a Labels layer listed here) as the true region."""
         self.combo.setCurrentText(layer.name)

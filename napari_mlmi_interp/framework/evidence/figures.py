@@ -255,10 +255,20 @@ class Figure:
 
 
 def _num(x: Any) -> str:
+    """A number as people read it: ``1,106`` (a count), ``41.6``, ``0.874``, ``0.00606``
+    (three significant figures, no exponent down to 1e-4), ``1,647.3``; an exponent only for
+    the very small (``9.1e-05``) or very large."""
     x = float(x)
-    if x == 0 or 0.01 <= abs(x) < 1e4:
-        return f"{x:.3g}" if abs(x) < 100 else f"{x:.1f}"
-    return f"{x:.2e}"
+    a = abs(x)
+    if x.is_integer() and a < 1e12:
+        return f"{x:,.0f}"
+    if a >= 1e12:
+        return f"{x:.2e}"
+    if a >= 100:
+        return f"{x:,.1f}"
+    if a >= 1e-4:
+        return f"{x:.3g}"
+    return f"{x:.2g}"
 
 
 def jsonable(v: Any) -> Any:
