@@ -9,6 +9,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QWidget
 from ..errors import MlmiError
 from ..overlays import CT_WINDOWS, add_measurement_layer, apply_window, volume_of_layer, window_choices
 from .choices import refill_scans
+from .three_planes import toggle_three_planes
 
 __all__ = ["WindowWidget"]
 
@@ -20,8 +21,8 @@ _TIPS = {
 
 
 class WindowWidget(QWidget):
-    """Scan and window: choosing a window sets the scan layer's contrast limits; *Measure*
-    starts a distance measurement (two clicks, the length in mm beside the line)."""
+    """Reading tools: a window for the scan (its contrast limits), *Measure* (two clicks, the
+    length in mm beside the line) and *Three planes* (linked axial, coronal, sagittal)."""
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -37,6 +38,11 @@ class WindowWidget(QWidget):
         self.measure.setToolTip("click two points: the line is labelled with its length in mm (LPS)")
         self.measure.clicked.connect(lambda: add_measurement_layer(self.viewer))
         form.addRow(self.measure)
+        self.planes = QPushButton("Three planes")
+        self.planes.setCheckable(True)
+        self.planes.setToolTip("axial, coronal and sagittal under the canvas, linked by a crosshair (click)")
+        self.planes.toggled.connect(lambda _on: toggle_three_planes(self.viewer))
+        form.addRow(self.planes)
         form.addRow(self.status)
         self.scan.currentIndexChanged.connect(self._fill_windows)
         self.window.activated.connect(self._apply)
