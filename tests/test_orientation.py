@@ -50,9 +50,11 @@ def test_the_sample_shows_the_letters_of_each_plane_and_none_in_3d(plane):
     assert orientation_letters(viewer) == RADIOLOGICAL[plane]
     viewer.dims.ndisplay = 3
     assert orientation_letters(viewer) is None and viewer.canvas.overlays.axes.visible
+    caption = viewer.canvas.overlays["mlmi_orientation_3d"]
+    assert caption.visible and caption.text == "3D from anterior: patient's left on the right, head up"
     viewer.dims.ndisplay = 2
     assert orientation_letters(viewer) == RADIOLOGICAL[plane]  # the plane and its flips are back
-    assert not viewer.canvas.overlays.axes.visible
+    assert not viewer.canvas.overlays.axes.visible and not caption.visible
 
 
 def test_the_real_oblique_siemens_series_gets_the_letters_of_its_nearest_axes(shared_dicom):

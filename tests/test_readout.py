@@ -49,6 +49,12 @@ def test_the_readout_names_the_point_the_voxel_and_the_values_there():
     )
     # outside the scan: the point, no voxel
     assert "voxel" not in cursor_readout(viewer, lps + 1000.0)
+    from napari_mlmi_interp.overlays.readout import set_readout_ras
+
+    set_readout_ras(viewer, True)  # RAS beside LPS: x and y negated
+    assert f" · RAS ({-lps[0]:.1f}, {-lps[1]:.1f}, {lps[2]:.1f}) mm · " in cursor_readout(viewer, lps)
+    set_readout_ras(viewer, False)
+    assert "RAS" not in cursor_readout(viewer, lps)
 
 
 def test_the_readout_on_the_real_oblique_siemens_series(shared_dicom):

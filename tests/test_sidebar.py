@@ -52,7 +52,10 @@ def test_rating_is_saved_at_once_and_shown_when_the_case_is_reopened(
     sidebar.select(heatmap)
     _idle(qtbot, sidebar)
     assert sidebar.explanation.currentText() == heatmap.name
-    assert sidebar.assessment["pointing_game"].band == "n/a"  # no true region yet
+    # the lesion mask loaded beside the scan (one label, the scan's grid) is the true region
+    assert sidebar.region_picker.layer is mask and sidebar.region.currentText() == mask.name
+    sidebar.region_picker.combo.setCurrentIndex(0)  # none: no localization figures
+    qtbot.waitUntil(lambda: sidebar.assessment["pointing_game"].band == "n/a", timeout=60_000)
     # pick the lesion mask as the true region: the localization figures appear
     sidebar.select_region(mask)
     qtbot.waitUntil(lambda: sidebar.assessment["pointing_game"].value is True, timeout=60_000)
@@ -221,3 +224,39 @@ def test_next_case_loads_off_the_gui_thread_and_can_be_cancelled(
     assert [ly.name for ly in viewer.layers] == before and sidebar.study_item is None
     assert sidebar.model_button.isEnabled() and not sidebar.cancel_button.isEnabled()
     assert sidebar.store.done_items("pilot", reader="ana") == set()  # nothing was shown, nothing done
+
+
+def test_keyboard_shortcuts_step_toggle_and_rate(viewer_with_sample, qtbot, widgets, tmp_path):
+    from napari_mlmi_interp._widgets.sidebar.shortcuts import next_unrated
+
+    viewer, _scan, _mask = viewer_with_sample
+    first = _explain(viewer, widgets, qtbot, method="gradcam")
+    sidebar = _sidebar(viewer, widgets, tmp_path / "study.sqlite")
+    sidebar.select(first)
+    _idle(qtbot, sidebar)
+    assert "Alt+Right: next explanation" in sidebar.toolTip()
+    keys = {str(k): v for k, v in viewer.keymap.items()}
+    assert {"Alt+Right", "Alt+Left", "Alt+O", "Alt+1", "Alt+5", "Alt+0"} <= set(keys)
+    # Alt+O hides and shows the heatmap
+    keys["Alt+O"](viewer)
+    assert not first.visible
+    keys["Alt+O"](viewer)
+    assert first.visible
+    # Alt+4 rates the first unrated element, Alt+0 the next one N/A
+    assert next_unrated(sidebar) == "localization"
+    keys["Alt+4"](viewer)
+    second = next_unrated(sidebar)
+    assert second not in (None, "localization")
+    keys["Alt+0"](viewer)
+    assert sidebar.cards["localization"].rating.currentText() == "4"
+    assert sidebar.cards[second].rating.currentText() == "N/A"
+    # Alt+Right / Alt+Left step through the explanations (a second one: saliency)
+    _explain(viewer, widgets, qtbot, method="saliency")
+    sidebar.refresh_layers()
+    assert sidebar.explanation.count() == 2
+    index = sidebar.explanation.currentIndex()
+    keys["Alt+Right"](viewer)
+    assert sidebar.explanation.currentIndex() == (index + 1) % 2
+    keys["Alt+Left"](viewer)
+    assert sidebar.explanation.currentIndex() == index
+    sidebar.shutdown()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QWidget
 
 from ..errors import MlmiError
 from ..overlays import CT_WINDOWS, add_measurement_layer, apply_window, volume_of_layer, window_choices
+from ..overlays.readout import set_readout_ras
 from .choices import refill_scans
 from .three_planes import toggle_three_planes
 
@@ -43,6 +44,10 @@ class WindowWidget(QWidget):
         self.planes.setToolTip("axial, coronal and sagittal under the canvas, linked by a crosshair (click)")
         self.planes.toggled.connect(lambda _on: toggle_three_planes(self.viewer))
         form.addRow(self.planes)
+        self.ras = QCheckBox("status bar: also RAS mm")
+        self.ras.setToolTip("the cursor in RAS (3D Slicer, NIfTI) beside LPS (DICOM)")
+        self.ras.toggled.connect(lambda on: set_readout_ras(self.viewer, on))
+        form.addRow(self.ras)
         form.addRow(self.status)
         self.scan.currentIndexChanged.connect(self._fill_windows)
         self.window.activated.connect(self._apply)

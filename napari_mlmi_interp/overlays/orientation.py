@@ -42,6 +42,8 @@ _KEY = "mlmi_orientation_{}"
 _SHOWN: weakref.WeakSet = weakref.WeakSet()
 _IN_3D: weakref.WeakSet = weakref.WeakSet()
 
+#: Said on the canvas in 3D.
+VIEW_3D_TEXT = "3D from anterior: patient's left on the right, head up"
 #: The standard 3D view, in world (L, P, S) axes: from anterior (looking along +P), head up,
 #: so the patient's left is on the viewer's right, as in the 2D radiological convention.
 VIEW_FROM_ANTERIOR = ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
@@ -108,6 +110,10 @@ def show_orientation_letters(viewer: napari.Viewer, *, font_size: float = 14, co
         viewer.canvas.overlays[_KEY.format(edge)] = TextOverlay(
             text="", position=position, font_size=font_size, color=color, box=False, visible=False
         )
+    # 3D: what the standard view is, said on the canvas (show_anatomically_in_3d sets it)
+    viewer.canvas.overlays[_KEY.format("3d")] = TextOverlay(
+        text=VIEW_3D_TEXT, position="top_left", font_size=font_size - 3, color=color, box=False, visible=False
+    )
     camera = viewer_camera(viewer)
     ref = weakref.ref(viewer)
 
@@ -132,6 +138,8 @@ def _update(viewer: napari.Viewer, lps: tuple[str, ...] = ("L", "P", "S")) -> No
 
     dims = viewer.dims
     in_lps = dims.ndim == 3 and tuple(dims.axis_labels) == tuple(lps)
+    caption = viewer.canvas.overlays[_KEY.format("3d")]
+    caption.visible = in_lps and dims.ndisplay == 3
     letters = None
     if in_lps and dims.ndisplay == 2:
         letters = edge_letters(tuple(dims.displayed[-2:]), tuple(viewer_camera(viewer).orientation2d))

@@ -28,6 +28,7 @@ __all__ = [
     "add_measurement_layer",
     "cursor_readout",
     "line_lengths_mm",
+    "set_readout_ras",
     "show_cursor_readout",
 ]
 
@@ -35,6 +36,15 @@ __all__ = [
 MEASURE_LAYER = "measure (mm)"
 _TAG = " · LPS "
 _READING: weakref.WeakSet = weakref.WeakSet()
+_RAS: weakref.WeakSet = weakref.WeakSet()
+
+
+def set_readout_ras(viewer: napari.Viewer, on: bool) -> None:
+    """Also read the cursor out in RAS mm (3D Slicer's, NIfTI's convention) in ``viewer``."""
+    if on:
+        _RAS.add(viewer)
+    else:
+        _RAS.discard(viewer)
 
 
 def cursor_readout(viewer: napari.Viewer, position: Any = None) -> str:
@@ -49,6 +59,8 @@ def cursor_readout(viewer: napari.Viewer, position: Any = None) -> str:
     if lps.shape != (3,) or viewer.dims.ndim != 3:
         return ""
     parts = [f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"]
+    if viewer in _RAS:  # the same point in RAS (x and y negated), for readers used to NIfTI/Slicer
+        parts.append(f"RAS ({-lps[0]:.1f}, {-lps[1]:.1f}, {lps[2]:.1f}) mm")
     scans = [ly for ly in viewer.layers if role_of(ly) is Role.SCAN and ly.visible]
     if scans:
         volume = source_volume_of(scans[0])

@@ -55,6 +55,7 @@ from ..jobs import JobRunner, describe_error, wait_while_busy
 from .cards import ElementCard, ModelCurves, bands_text
 from .goal import GoalBox
 from .region import RegionPicker
+from .shortcuts import bind_shortcuts, shortcuts_help
 from .study import StudyControls, add_case_layers, case_layer_data, default_study_path, remove_study_layers
 
 __all__ = ["FrameworkSidebar"]
@@ -108,6 +109,8 @@ class FrameworkSidebar(QWidget):
         self.status = QLabel("Run an explanation, then pick it above.")
         self.status.setWordWrap(True)
         outer.addWidget(self.status)
+        self.setToolTip(shortcuts_help())
+        bind_shortcuts(self)
         self.map_jobs = JobRunner(self, status=self.status)
         self.model_jobs = JobRunner(
             self, progress=self.progress, cancel_button=self.cancel_button, status=self.status
