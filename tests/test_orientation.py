@@ -52,6 +52,10 @@ def test_the_sample_shows_the_letters_of_each_plane_and_none_in_3d(plane):
     assert orientation_letters(viewer) is None and viewer.canvas.overlays.axes.visible
     caption = viewer.canvas.overlays["mlmi_orientation_3d"]
     assert caption.visible and caption.text == "3D from anterior: patient's left on the right, head up"
+    from napari_mlmi_interp.overlays import viewer_camera
+
+    viewer_camera(viewer).angles = (10.0, 20.0, 30.0)  # the reader turns it: the caption says so
+    assert caption.text.startswith("3D, rotated")
     viewer.dims.ndisplay = 2
     assert orientation_letters(viewer) == RADIOLOGICAL[plane]  # the plane and its flips are back
     assert not viewer.canvas.overlays.axes.visible and not caption.visible

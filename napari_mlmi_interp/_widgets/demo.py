@@ -159,7 +159,9 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     """The 2D view (whole window), the 3D view with the isosurface, the prototype panel."""
     from qtpy.QtWidgets import QApplication
 
-    from ..overlays import set_radiological_view, viewer_camera
+    from ..overlays import set_radiological_view
+    from ..overlays.orientation import look_from_anterior
+    from ..overlays.roles import Role, layers_of
 
     paths = {}
     QApplication.processEvents()
@@ -175,7 +177,9 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     surface = demo["layers"]["gradcam"].get("surface")
     heat = demo["layers"]["gradcam"]["heatmap"]
     contour = demo["layers"]["gradcam"]["contour"]
-    viewer.dims.ndisplay = 3  # dims order becomes the identity (overlays.keep_surfaces_in_place)
+    viewer.dims.ndisplay = 3  # dims order the identity, contours give way to their surfaces
+    for other in layers_of(viewer, Role.ISOSURFACE):  # Grad-CAM's alone, as the caption says
+        other.visible = other is surface
     if surface is not None:
         surface.visible = True
         # drawn over the semi-transparent brain, not hidden in it by the volume's depth
@@ -186,7 +190,7 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     scan.attenuation = 0.08
     scan.opacity = 0.35
     viewer.reset_view()  # resets the camera's angles too: set them after
-    viewer_camera(viewer).angles = (-20.0, -25.0, 175.0)
+    look_from_anterior(viewer)  # the standard view: the lesion on the same side as in 2D
     QApplication.processEvents()
     three_d = shot.with_name(shot.stem + "_3d" + shot.suffix)
     viewer.screenshot(str(three_d), canvas_only=True, flash=False)

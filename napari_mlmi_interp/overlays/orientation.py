@@ -17,6 +17,8 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +28,7 @@ __all__ = [
     "LPS_LETTERS",
     "contours_for_surfaces",
     "edge_letters",
+    "look_from_anterior",
     "orientation_letters",
     "show_anatomically_in_3d",
     "show_orientation_letters",
@@ -42,8 +45,9 @@ _KEY = "mlmi_orientation_{}"
 _SHOWN: weakref.WeakSet = weakref.WeakSet()
 _IN_3D: weakref.WeakSet = weakref.WeakSet()
 
-#: Said on the canvas in 3D.
+#: Said on the canvas in 3D: the standard view, or another one.
 VIEW_3D_TEXT = "3D from anterior: patient's left on the right, head up"
+VIEW_3D_ROTATED = "3D, rotated: the arrows point to the patient's left (L), back (P) and head (S)"
 #: The standard 3D view, in world (L, P, S) axes: from anterior (looking along +P), head up,
 #: so the patient's left is on the viewer's right, as in the 2D radiological convention.
 VIEW_FROM_ANTERIOR = ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
@@ -128,6 +132,7 @@ def show_orientation_letters(viewer: napari.Viewer, *, font_size: float = 14, co
         viewer.dims.events.ndim,
         viewer.dims.events.axis_labels,
         camera.events.orientation,
+        camera.events.angles,
     ):
         emitter.connect(update)
     update()
@@ -140,6 +145,8 @@ def _update(viewer: napari.Viewer, lps: tuple[str, ...] = ("L", "P", "S")) -> No
     in_lps = dims.ndim == 3 and tuple(dims.axis_labels) == tuple(lps)
     caption = viewer.canvas.overlays[_KEY.format("3d")]
     caption.visible = in_lps and dims.ndisplay == 3
+    if caption.visible:  # say the view only while it is the standard one
+        caption.text = VIEW_3D_TEXT if _standard_3d(viewer) else VIEW_3D_ROTATED
     letters = None
     if in_lps and dims.ndisplay == 2:
         letters = edge_letters(tuple(dims.displayed[-2:]), tuple(viewer_camera(viewer).orientation2d))
@@ -183,8 +190,7 @@ def show_anatomically_in_3d(viewer: napari.Viewer) -> None:
         if dims.ndisplay == 3 and "orientation2d" not in saved:
             saved["orientation2d"], saved["order"] = tuple(camera.orientation2d), tuple(dims.order)
             dims.order = (0, 1, 2)
-            camera.orientation = ("towards", "down", "right")
-            camera.set_view_direction(*VIEW_FROM_ANTERIOR)
+            look_from_anterior(live)
             saved["swapped"] = surfaces_for_contours(live)
         elif dims.ndisplay == 2 and "orientation2d" in saved:
             order, flips = saved.pop("order"), saved.pop("orientation2d")
@@ -194,6 +200,33 @@ def show_anatomically_in_3d(viewer: napari.Viewer) -> None:
             contours_for_surfaces(saved.pop("swapped", []))
 
     viewer.dims.events.ndisplay.connect(on_ndisplay)
+
+
+def look_from_anterior(viewer: napari.Viewer) -> None:
+    """The standard 3D view: a right-handed camera looking along +P (from anterior), head up.
+
+    Call after ``viewer.reset_view()`` too (it resets the camera's angles). The dims order must
+    be the identity (as :func:`show_anatomically_in_3d` makes it in 3D).
+    """
+    from .volume_layers import viewer_camera
+
+    camera = viewer_camera(viewer)
+    camera.orientation = ("towards", "down", "right")
+    camera.set_view_direction(*VIEW_FROM_ANTERIOR)
+
+
+def _standard_3d(viewer: napari.Viewer) -> bool:
+    """Whether ``viewer``'s 3D camera looks from anterior, head up, right-handed."""
+    from .volume_layers import viewer_camera
+
+    camera = viewer_camera(viewer)
+    if tuple(viewer.dims.order) != (0, 1, 2) or not str(camera.handedness).lower().endswith("right"):
+        return False
+    view, up = VIEW_FROM_ANTERIOR
+    return bool(
+        np.allclose(camera.view_direction, view, atol=1e-3)
+        and np.allclose(camera.up_direction, up, atol=1e-3)
+    )
 
 
 def surfaces_for_contours(viewer: napari.Viewer) -> list[tuple[Any, Any]]:
