@@ -90,12 +90,28 @@ def test_3d_is_not_mirrored_by_the_2d_flips_and_looks_from_anterior():
     assert tuple(viewer.dims.order) == (1, 2, 0) and tuple(camera.orientation2d) == ("up", "right")
 
 
-def _heat_centroid_x(pixels: np.ndarray) -> float:
-    """Column centroid of the heatmap's hot pixels (strong red, little blue) in a screenshot."""
+def _letter_pixels(pixels: np.ndarray, edge: str) -> int:
+    """Pixels of the letters' light blue (#b3e5fc) in the band along ``edge`` of a screenshot."""
     rgb = pixels[..., :3].astype(int)
-    hot = (rgb[..., 0] > 180) & (rgb[..., 2] < 90) & (rgb[..., 0] - rgb[..., 2] > 120)
-    assert hot.sum() > 30, "no heatmap pixels rendered"
-    return float(np.argwhere(hot)[:, 1].mean()) / pixels.shape[1]
+    near = np.abs(rgb - np.array([0xB3, 0xE5, 0xFC])).max(axis=-1) < 40
+    h, w = near.shape
+    band = {
+        "top": near[: h // 10, w // 3 : 2 * w // 3],
+        "right": near[h // 3 : 2 * h // 3, -w // 10 :],
+    }[edge]
+    return int(band.sum())
+
+
+def _heat_centroid_x(viewer, layer) -> float:
+    """Column centroid (0 left .. 1 right) of the pixels ``layer`` changes in the canvas: a
+    screenshot with it shown against one with it hidden."""
+    layer.visible = False
+    without = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    layer.visible = True
+    shown = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    changed = np.abs(shown - without).max(axis=-1) > 30
+    assert changed.sum() > 30, "the layer changed no pixels"
+    return float(np.argwhere(changed)[:, 1].mean()) / changed.shape[1]
 
 
 def test_the_lesion_is_on_the_same_side_in_2d_and_3d_from_rendered_pixels(make_napari_viewer):
@@ -116,14 +132,17 @@ def test_the_lesion_is_on_the_same_side_in_2d_and_3d_from_rendered_pixels(make_n
     add_layer(viewer, volume_layer_data(heat, colormap="red", blending="additive", contrast_limits=(0, 1)))
     set_radiological_view(viewer, "axial")
     viewer.dims.point = tuple(float(c) for c in centre)
-    x_axial = _heat_centroid_x(viewer.screenshot(canvas_only=True, flash=False))
+    heat_layer = viewer.layers["lesion heat"]
+    axial_shot = viewer.screenshot(canvas_only=True, flash=False)
+    x_axial = _heat_centroid_x(viewer, heat_layer)
+    # the letters are drawn: light blue text at the top centre (A) and the right middle (L)
+    assert _letter_pixels(axial_shot, "top") > 5 and _letter_pixels(axial_shot, "right") > 5
     set_radiological_view(viewer, "coronal")  # its flips ("up", "right") would mirror a 3D camera
     viewer.dims.point = tuple(float(c) for c in centre)
-    x_coronal = _heat_centroid_x(viewer.screenshot(canvas_only=True, flash=False))
+    x_coronal = _heat_centroid_x(viewer, heat_layer)
     viewer.dims.ndisplay = 3
-    viewer.layers["lesion heat"].rendering = "mip"
-    shot_3d = viewer.screenshot(canvas_only=True, flash=False)
-    x_3d = _heat_centroid_x(shot_3d)
+    heat_layer.rendering = "mip"
+    x_3d = _heat_centroid_x(viewer, heat_layer)
     assert x_axial < 0.45 and x_coronal < 0.45 and x_3d < 0.45, (x_axial, x_coronal, x_3d)
 
 

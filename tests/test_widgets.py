@@ -40,7 +40,10 @@ def test_run_adds_heatmap_and_contour_in_the_scans_geometry(viewer_with_sample, 
     kinds = {ly.metadata.get("kind"): ly for ly in viewer.layers if ly.metadata.get("group")}
     assert {"heatmap", "contour"} <= set(kinds)
     heat, contour = kinds["heatmap"], kinds["contour"]
-    assert heat.name == f"{scan.name} · Grad-CAM · lesion"
+    # short names for the layer list; the scan in the name group and the metadata
+    assert heat.name == "Grad-CAM · lesion" and contour.name == "Grad-CAM · lesion · top 1%"
+    assert heat.metadata["group"] == f"{scan.name} · Grad-CAM · lesion"
+    assert heat.metadata["scan_name"] == contour.metadata["scan_name"] == scan.name
     for layer in (heat, contour):
         np.testing.assert_allclose(layer.affine.affine_matrix, scan.affine.affine_matrix)
         assert layer.data.shape == scan.data.shape
@@ -81,7 +84,7 @@ def test_progress_is_monotonic_and_cancel_adds_no_layer(viewer_with_sample, qtbo
 def test_a_model_file_loads_off_the_gui_thread_and_a_run_waits_for_it(viewer_with_sample, qtbot, widgets):
     from napari_mlmi_interp.models.registry import zoo_dir
 
-    viewer, scan, _mask = viewer_with_sample
+    viewer, _scan, _mask = viewer_with_sample
     widget = _explain_widget(viewer, widgets)
     path = str(zoo_dir() / "lesion-classifier.json")
     widget.load_model_file(path)
@@ -92,7 +95,7 @@ def test_a_model_file_loads_off_the_gui_thread_and_a_run_waits_for_it(viewer_wit
     assert widget.model.currentData() == path and widget.model.currentText() == "lesion-classifier (file)"
     result = widget.last_result
     assert result is not None and result.method == "gradcam" and result.target["name"] == "lesion"
-    assert viewer.layers[f"{scan.name} · Grad-CAM · lesion"] is not None
+    assert viewer.layers["Grad-CAM · lesion"] is not None
 
 
 def test_event_loop_keeps_turning_while_integrated_gradients_runs(viewer_with_sample, qtbot, widgets):

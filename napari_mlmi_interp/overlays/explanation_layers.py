@@ -19,6 +19,7 @@ Display conventions (what a reader expects from a heat map on anatomy):
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -66,8 +67,15 @@ __all__ = [
 
 
 def layer_name(scan_name: str, method_title: str, target_name: str, suffix: str = "") -> str:
-    """``<scan> · <method> · <target>`` (plus `` · suffix``)."""
+    """``<scan> · <method> · <target>`` (plus `` · suffix``): an explanation's name group."""
     name = f"{scan_name} · {method_title} · {target_name}"
+    return f"{name} · {suffix}" if suffix else name
+
+
+def short_name(method_title: str, target_name: str, suffix: str = "") -> str:
+    """``<method> · <target>`` (plus `` · suffix``): what the layer list shows, short enough to
+    read there; the scan is in the layer's ``metadata["scan_name"]`` and its name group."""
+    name = f"{method_title} · {target_name}"
     return f"{name} · {suffix}" if suffix else name
 
 
@@ -273,33 +281,37 @@ def explanation_layer_data(
     heatmap layer from these (layers never carry the scan Volume a second time).
 
     Pure computation (scaling, top-k, marching cubes): run it off the GUI thread, then
-    :func:`add_explanation_layers` only adds the layers. Names are ``<scan> · <method> ·
-    <target>`` (contour `` · top k%``, surface `` · surface``); every layer carries
-    ``metadata["group"]`` (that name).
+    :func:`add_explanation_layers` only adds the layers. Names are ``<method> · <target>``
+    (contour `` · top k%``, surface `` · surface``), short enough for the layer list (napari
+    numbers a repeat); every layer carries ``metadata["group"]``, ``<scan> · <method> ·
+    <target>``, and ``metadata["scan_name"]``.
     """
     base = layer_name(scan_name, method_title, explanation.target["name"])
+    shown = short_name(method_title, explanation.target["name"])
     if model is not None:
         from ..models.held import held_models
 
         model_key = held_models().hold(model)
-    common = layer_metadata(group=base, method=explanation.method, peak_lps=explanation.peak_lps().tolist())
-    own = layer_metadata(explanation=explanation, model_key=model_key, scan_name=scan_name)
+    common = layer_metadata(
+        group=base, method=explanation.method, peak_lps=explanation.peak_lps().tolist(), scan_name=scan_name
+    )
+    own = layer_metadata(explanation=explanation, model_key=model_key)
     out = {
         "heatmap": heatmap_layer_data(
             explanation.native,
             signed=explanation.signed,
-            name=base,
+            name=shown,
             scale=scale,
             blending=blending,
             metadata={**common, **own},
         ),
         "contour": contour_layer_data(
-            explanation.native, percent=percent, name=f"{base} · top {percent:g}%", metadata=common
+            explanation.native, percent=percent, name=f"{shown} · top {percent:g}%", metadata=common
         ),
     }
     if surface:
         data = isosurface_layer_data(
-            explanation.native, percent=percent, name=f"{base} · surface", metadata=common
+            explanation.native, percent=percent, name=f"{shown} · surface", metadata=common
         )
         if data is not None:
             out["surface"] = data
@@ -335,9 +347,7 @@ def set_contour_percent(layer: Any, percent: float) -> None:
     axes = axes_of(layer, (0, 1, 2))
     layer.data = np.ascontiguousarray(np.transpose(mask, axes))
     set_percent(layer, percent)
-    group = group_of(layer)
-    if group:
-        layer.name = f"{group} · top {percent:g}%"
+    layer.name = re.sub(r" · top [0-9.]+%( \[\d+\])?$", f" · top {percent:g}%", layer.name)
 
 
 def compare_layers(viewer: Any, heatmaps: list[Any], anatomy: Any) -> list[Any]:

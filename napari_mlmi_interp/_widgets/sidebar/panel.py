@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -303,8 +303,9 @@ class FrameworkSidebar(QWidget):
         current = self.explanation.currentText()
         self.explanation.blockSignals(True)
         self.explanation.clear()
-        for ly in heatmaps:
+        for i, ly in enumerate(heatmaps):
             self.explanation.addItem(ly.name)
+            self.explanation.setItemData(i, group_of(ly) or ly.name, Qt.ItemDataRole.ToolTipRole)
         if current in [ly.name for ly in heatmaps]:
             self.explanation.setCurrentText(current)
         self.explanation.blockSignals(False)

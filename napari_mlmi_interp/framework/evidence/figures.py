@@ -107,7 +107,8 @@ _TEXTS: dict[str, tuple[str, str, str]] = {
     "intensity": (
         "intensity inside",
         "",
-        "Scan values inside the attributed region (HU for CT): mean, SD, median, 5th-95th percentile.",
+        "Scan values inside the attributed region (HU for CT): mean, SD, median, 5th and 95th "
+        "percentiles, minimum and maximum.",
     ),
     "label_mass": (
         "attribution per structure",
@@ -240,8 +241,9 @@ class Figure:
             return "hit" if v else "miss"
         if isinstance(v, str):
             return v
-        if isinstance(v, dict):
-            return ", ".join(f"{k} {_num(x)}" for k, x in list(v.items())[:4])
+        if isinstance(v, dict):  # the scan's values inside: all of them; per structure: the top 4
+            shown = list(v.items()) if self.key == "intensity" else list(v.items())[:4]
+            return ", ".join(f"{k} {_num(x)}" for k, x in shown)
         if isinstance(v, list | tuple | np.ndarray):
             return "(" + ", ".join(_num(x) for x in v) + ")" + (f" {unit}" if unit else "")
         return _num(v) + (f" {unit}" if unit else "")
