@@ -108,11 +108,16 @@ def test_annotating_recomputes_localization_and_saves_the_region(
     np.testing.assert_allclose(layer.affine.affine_matrix, heatmap.affine.affine_matrix)
     # the reader paints the lesion (here: copies the truth into the layer)
     layer.data = (np.asarray(mask.data) > 0).astype(np.uint8)
+    native = sidebar._current["explanation"].native
+    # (the lesion mask loaded beside the scan was the true region until the reader annotated:
+    # wait for the painted region itself, saved, not for any figure)
+    qtbot.waitUntil(
+        lambda: sidebar.store.annotation(native.case_id, reader="ana") is not None, timeout=60_000
+    )
     qtbot.waitUntil(
         lambda: sidebar.assessment is not None and sidebar.assessment["pointing_game"].value is True,
         timeout=60_000,
     )
-    native = sidebar._current["explanation"].native
     saved = sidebar.store.annotation(native.case_id, reader="ana")
     assert saved is not None and saved[0].sum() == (np.asarray(mask.data) > 0).sum()
 
@@ -176,7 +181,7 @@ def test_reader_study_is_blinded_and_resumes(viewer_with_sample, qtbot, widgets,
     names = [ly.name for ly in viewer.layers]
     assert any("Explanation 1" in n for n in names)
     assert not any(("Grad-CAM" in n or "Saliency" in n) for n in names if "Case" in n)
-    assert sidebar.explanation.currentText().startswith("Case · Explanation 1")
+    assert sidebar.explanation.currentText().startswith("Explanation 1")
     run = sidebar.store.run_info(sidebar.run_id)
     assert run["blinded_label"] == "Explanation 1" and run["method"] in ("gradcam", "saliency")
     sidebar.cards["localization"].rating.setCurrentIndex(3)  # "3"
