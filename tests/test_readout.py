@@ -94,3 +94,21 @@ def test_the_measurement_layer_labels_each_line_with_its_length():
     layer.add_lines(np.array([[10.0, 0.0, 0.0], [10.0, 30.0, 40.0]]))
     assert layer.features["length_mm"].tolist() == pytest.approx([50.0])
     assert add_measurement_layer(viewer) is layer  # reused
+
+
+def test_in_a_shown_viewer_the_status_bar_reads_the_cursor(make_napari_viewer, qtbot):
+    """napari's own status thread rewrites the status on every cursor move; the readout is
+    appended after it, and the window's status label shows it."""
+    from napari_mlmi_interp.overlays import set_radiological_view
+    from napari_mlmi_interp.sample import make_sample
+
+    scan = make_sample().scan
+    viewer = make_napari_viewer(show=True)
+    add_layer(viewer, volume_layer_data(scan))
+    set_radiological_view(viewer, "axial")
+    lps = scan.geometry.to_lps(np.array([40.0, 50.0, 30.0]))
+    viewer.dims.point = tuple(lps)
+    viewer.cursor.position = tuple(lps)
+    viewer.status = {"layer_base": scan.name, "source_type": "", "plugin": "", "coordinates": "[30 50 40]"}
+    qtbot.waitUntil(lambda: "voxel (30, 50, 40)" in str(viewer.status), timeout=10_000)
+    assert f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm" in viewer.status["coordinates"]

@@ -69,7 +69,7 @@ def test_the_window_dock_sets_the_chosen_preset(make_napari_viewer):
     from napari_mlmi_interp._widgets import WindowWidget
     from napari_mlmi_interp.overlays import add_layer, volume_layer_data
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     layer = add_layer(viewer, volume_layer_data(_ct()))
     widget = WindowWidget(viewer)
     assert widget.scan.currentText() == layer.name
