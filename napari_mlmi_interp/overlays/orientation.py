@@ -169,8 +169,8 @@ def show_anatomically_in_3d(viewer: napari.Viewer) -> None:
     order the identity (in 3D the camera, not the order, sets the view) and the view
     :data:`VIEW_FROM_ANTERIOR`; the top-k contours give way to their isosurfaces
     (:func:`surfaces_for_contours`); back in 2D the plane's order, flips and contours
-    return. Idempotent
-    per viewer; only for an LPS viewer (``dims.axis_labels`` L, P, S, three dimensions).
+    return. Idempotent per viewer; only for an LPS viewer (``dims.axis_labels`` L, P, S,
+    three dimensions).
     """
     from .volume_layers import LPS_AXIS_LABELS, viewer_camera
 
