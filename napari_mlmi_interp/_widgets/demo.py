@@ -210,7 +210,15 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     widget.grab().save(str(panel))
     paths["prototypes"] = str(panel)
 
-    # the whole sidebar, every card open: float its dock, make it tall, grab, dock it again
+    paths["sidebar"] = save_sidebar(demo, shot)
+    return paths
+
+
+def save_sidebar(demo: dict[str, Any], shot: Path) -> str:
+    """The whole sidebar, every card open, as ``<shot>_sidebar.png``: float its dock, make it
+    tall, grab, dock it again. Returns the path."""
+    from qtpy.QtWidgets import QApplication
+
     sidebar_png = shot.with_name(shot.stem + "_sidebar" + shot.suffix)
     dock = demo["sidebar_dock"]
     dock.setFloating(True)
@@ -220,5 +228,4 @@ def save_screenshots(viewer, demo: dict[str, Any], shot: Path) -> dict[str, str]
     dock.setFloating(False)
     dock.raise_()
     QApplication.processEvents()
-    paths["sidebar"] = str(sidebar_png)
-    return paths
+    return str(sidebar_png)

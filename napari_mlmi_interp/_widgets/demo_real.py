@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .demo import SIZE, _add_panels
+from .demo import SIZE, _add_panels, save_sidebar
 
 #: The real model, the structure it explains, the method (cheap at 256³: one backward pass).
 REAL_MODEL = "brainchop-aparc50"
@@ -205,13 +205,7 @@ def run_real_demo(out_dir: str | Path, screenshot: str | Path | None = None) -> 
     demo["sidebar_dock"].raise_()
     QApplication.processEvents()
     viewer.screenshot(str(shot), canvas_only=False, flash=False)
-    sidebar_png = shot.with_name(shot.stem + "_sidebar" + shot.suffix)
-    dock = demo["sidebar_dock"]
-    dock.setFloating(True)
-    dock.resize(520, 2000)
-    QApplication.processEvents()
-    demo["sidebar"].grab().save(str(sidebar_png))
-    summary["screenshots"] = {"2d": str(shot), "sidebar": str(sidebar_png)}
+    summary["screenshots"] = {"2d": str(shot), "sidebar": save_sidebar(demo, shot)}
     (out / "demo_real_results.json").write_text(json.dumps(summary, indent=2))
     demo["sidebar"].shutdown()
     viewer.close()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .classification import dice
 
 __all__ = ["AugmentedCopy", "SegmentationSpread", "augmented_copies", "shift_back", "tta_segmentation"]
 
@@ -89,12 +90,6 @@ def shift_back(array: np.ndarray, shifts: tuple[int, ...]) -> np.ndarray:
             idx = np.clip(np.arange(out.shape[axis]) + s, 0, out.shape[axis] - 1)
             out = np.take(out, idx, axis=axis)
     return out
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks; 1.0 when both are empty (they agree)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
 @dataclass
@@ -183,7 +178,7 @@ def tta_segmentation(
         out.volumes_ml.append(float(mask.sum()) * voxel_ml)  # the copy's own volume, before shifting back
         mask, probability = shift_back(mask, copy.shifts), shift_back(probability, copy.shifts)
         reference = mask if reference is None else reference
-        out.dice.append(_dice(mask, reference))
+        out.dice.append(dice(mask, reference))
         if roi is not None:
             out.roi_probability.append(float(probability[roi].mean()))
     return out
