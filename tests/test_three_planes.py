@@ -31,7 +31,7 @@ def test_three_linked_planes_share_one_crosshair(make_napari_viewer):
     assert letters["sagittal"] == {"top": "S", "bottom": "I", "left": "A", "right": "P"}
     for model in view.models.values():
         assert [ly.name for ly in model.layers][:2] == [scan.name, mask.name]
-        assert model.layers[scan.name].data is not None
+        assert np.shares_memory(model.layers[scan.name].data, scan.data)  # no copy of the voxels
         np.testing.assert_allclose(model.layers[scan.name].affine.affine_matrix, scan.affine.affine_matrix)
     # a click on the lesion in the coronal plane moves every view there
     centre = sample.scan.geometry.to_lps(np.argwhere(sample.mask.array > 0).mean(axis=0)[None])[0]
