@@ -321,3 +321,10 @@ def test_reader_study_file_errors_name_the_problem(tmp_path):
     bad.write_text(json.dumps({"study": "x", "cases": [{"scan": "missing.nii"}], "conditions": [{}]}))
     with pytest.raises(ValueError, match=r"missing\.nii does not exist"):
         ReaderStudy.load(bad)
+    (tmp_path / "a.nii").write_bytes(b"")
+    roster = {"study": "x", "cases": ["a.nii"], "conditions": [{"model": "m", "method": "saliency"}]}
+    bad.write_text(json.dumps({**roster, "readers": "ana"}))
+    with pytest.raises(ValueError, match="'readers' must be a list of reader names"):
+        ReaderStudy.load(bad)
+    bad.write_text(json.dumps({**roster, "readers": [" ana ", "ben"]}))
+    assert ReaderStudy.load(bad).readers == ("ana", "ben")

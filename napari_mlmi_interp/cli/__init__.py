@@ -7,7 +7,7 @@ skipped while loading, what a careful user must know about a prediction or a map
 
 One module per command group, each registering its subcommands with ``add_parser(sub)``:
 :mod:`.scans` (info, convert, sample), :mod:`.models` (models, predict, methods),
-:mod:`.explain`, :mod:`.evaluate`, :mod:`.cohort` (batch, report), :mod:`.study` (ratings)
+:mod:`.explain`, :mod:`.evaluate`, :mod:`.cohort` (batch, report), :mod:`.study` (ratings, study)
 and :mod:`.viewer` (view, demo); :mod:`._common` and :mod:`._params` hold what they share.
 
 Exit status: 0 done; 1 ``batch`` with failed cases; 2 a user error (one line); 70 an internal

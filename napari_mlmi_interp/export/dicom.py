@@ -103,7 +103,7 @@ def deidentified(datasets: list[Any], pseudonym: str) -> list[Any]:
                 delattr(ds, keyword)
         ds.PatientBirthDate = ""  # type 2: present, empty
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = "napari-mlmi-interp: name and ID pseudonymised, birth date removed"
+        ds.DeidentificationMethod = "napari-mlmi-interp: name and ID pseudonymised, no birth date"  # LO: 64
         out.append(ds)
     return out
 

@@ -11,14 +11,16 @@ A study file (JSON) lists the cases and the conditions::
          "params": {"n_steps": 16}}
       ],
       "show_evidence": true,
-      "goal": {"task": "classification", "reader": "clinician", "purpose": "verify"}
+      "goal": {"task": "classification", "reader": "clinician", "purpose": "verify"},
+      "readers": ["ana", "ben", "cho"]
     }
 
 Paths are relative to the study file. Every (case, condition) pair is one item; each reader
 sees all items in an order drawn from a seed derived from (study, reader), so the order is
 random across readers yet the same every time one reader comes back. Items are labelled
 "Explanation <n>" (method names hidden); progress lives in the study database, so a reader
-resumes at the first item not yet done. Item ids (``c<case>-k<condition>``) never contain a
+resumes at the first item not yet done. ``readers`` (optional) names who is to read: the study
+is complete when each of them has finished every item. Item ids (``c<case>-k<condition>``) never contain a
 path or a patient identifier.
 
 A study file that cannot be used raises :class:`~napari_mlmi_interp.errors.InputError` (a
@@ -62,6 +64,7 @@ class ReaderStudy:
     show_evidence: bool = True
     goal: Goal = field(default_factory=Goal)
     path: Path | None = None
+    readers: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReaderStudy:
@@ -112,7 +115,11 @@ class ReaderStudy:
                     )
                 )
         goal = Goal(**data["goal"]) if isinstance(data.get("goal"), dict) else Goal()
-        return cls(str(data["study"]), items, bool(data.get("show_evidence", True)), goal, path)
+        readers = data.get("readers", [])
+        if not isinstance(readers, list) or not all(isinstance(r, str) and r.strip() for r in readers):
+            raise InputError(f"{path}: 'readers' must be a list of reader names")
+        show = bool(data.get("show_evidence", True))
+        return cls(str(data["study"]), items, show, goal, path, tuple(r.strip() for r in readers))
 
     def order(self, reader: str) -> list[StudyItem]:
         """All items in this reader's order (stable for one reader, different across readers)."""

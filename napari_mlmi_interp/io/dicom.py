@@ -202,6 +202,7 @@ def _volume_from_stack(
             "StudyInstanceUID": series["StudyInstanceUID"],
             "SeriesInstanceUID": series["SeriesInstanceUID"],
             "FrameOfReferenceUID": series["FrameOfReferenceUID"],
+            "SOPClassUID": series["SOPClassUID"],
             "SOPInstanceUIDs": [fr.uid for fr in frames] if sheared is None else [],
         },
     )

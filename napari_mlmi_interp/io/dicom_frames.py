@@ -117,6 +117,7 @@ def _series_facts(ds: Any) -> dict[str, Any]:
     facts["SeriesInstanceUID"] = str(ds.get("SeriesInstanceUID", ""))
     facts["StudyInstanceUID"] = str(ds.get("StudyInstanceUID", ""))
     facts["FrameOfReferenceUID"] = str(ds.get("FrameOfReferenceUID", ""))
+    facts["SOPClassUID"] = str(ds.get("SOPClassUID", ""))
     facts["PhotometricInterpretation"] = str(ds.get("PhotometricInterpretation", ""))
     facts["SamplesPerPixel"] = int(ds.get("SamplesPerPixel", 1) or 1)
     facts["BitsAllocated"] = int(ds.get("BitsAllocated", 16) or 16)

@@ -238,9 +238,9 @@ class Volume:
         Non-identifying acquisition facts (series description, echo time, transfer
         syntax, ...). Never patient name, ID or birth date.
     references : dict
-        DICOM UIDs of the source (study, series, frame of reference, instances), kept in
-        memory so exports can reference their source; never written to the study
-        database or shown by :meth:`describe`.
+        DICOM UIDs of the source (study, series, frame of reference, SOP class, instances),
+        kept in memory so exports (DICOM maps, the ratings' Structured Reports) can reference
+        their source; never written to the study database or shown by :meth:`describe`.
     """
 
     array: np.ndarray

@@ -9,7 +9,7 @@
   the history.
 - **No patient identity.** Cases are keyed by their pseudonym (:attr:`Volume.case_id`, a
   salted hash); the store never receives names, IDs, birth dates, file paths or series
-  descriptions.
+  descriptions, nor DICOM UIDs (a pseudonym cannot be tied back to a study without the salt).
 - **Versioned schema.** ``PRAGMA user_version`` holds the schema version; opening an older
   file applies the missing migrations in one transaction.
 """
@@ -30,81 +30,9 @@ import numpy as np
 
 from ..errors import MlmiError
 from ..vocabulary import ACTIONS, ELEMENTS
+from .schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["ACTIONS", "SCHEMA_VERSION", "StoreError", "StudyStore"]
-
-#: Migration ``n`` brings a file from version ``n - 1`` to ``n``.
-MIGRATIONS: dict[int, str] = {
-    1: """
-        CREATE TABLE cases (
-            pseudonym TEXT PRIMARY KEY,
-            modality TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE runs (
-            id INTEGER PRIMARY KEY,
-            case_id TEXT NOT NULL REFERENCES cases(pseudonym),
-            model TEXT NOT NULL,
-            model_sha256 TEXT NOT NULL,
-            method TEXT NOT NULL,
-            target TEXT NOT NULL,
-            params TEXT NOT NULL DEFAULT '{}',
-            prediction TEXT NOT NULL DEFAULT '{}',
-            created_at REAL NOT NULL,
-            UNIQUE (case_id, model_sha256, method, target, params)
-        );
-        CREATE TABLE evidence (
-            run_id INTEGER NOT NULL REFERENCES runs(id),
-            figure TEXT NOT NULL,
-            element TEXT NOT NULL,
-            value TEXT,
-            band TEXT NOT NULL,
-            PRIMARY KEY (run_id, figure)
-        );
-        CREATE TABLE ratings (
-            id INTEGER PRIMARY KEY,
-            run_id INTEGER NOT NULL REFERENCES runs(id),
-            reader TEXT NOT NULL,
-            element TEXT NOT NULL,
-            rating INTEGER CHECK (rating BETWEEN 1 AND 5),
-            note TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE actions (
-            id INTEGER PRIMARY KEY,
-            run_id INTEGER NOT NULL REFERENCES runs(id),
-            reader TEXT NOT NULL,
-            action TEXT NOT NULL,
-            note TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE annotations (
-            id INTEGER PRIMARY KEY,
-            case_id TEXT NOT NULL REFERENCES cases(pseudonym),
-            reader TEXT NOT NULL,
-            label TEXT NOT NULL,
-            shape TEXT NOT NULL,
-            geometry TEXT NOT NULL,
-            voxels INTEGER NOT NULL,
-            mask BLOB NOT NULL,
-            created_at REAL NOT NULL
-        );
-    """,
-    2: """
-        ALTER TABLE runs ADD COLUMN blinded_label TEXT;
-        CREATE TABLE study_progress (
-            study TEXT NOT NULL,
-            reader TEXT NOT NULL,
-            item TEXT NOT NULL,
-            run_id INTEGER REFERENCES runs(id),
-            done_at REAL NOT NULL,
-            PRIMARY KEY (study, reader, item)
-        );
-        CREATE INDEX ratings_by_run ON ratings (run_id, reader, element, id);
-        CREATE INDEX actions_by_run ON actions (run_id, reader, id);
-    """,
-}
-SCHEMA_VERSION = max(MIGRATIONS)
 
 
 class StoreError(MlmiError):
@@ -185,6 +113,12 @@ class StudyStore:
                 f"{self.path}: written by a newer version (schema {current}, this one reads up to "
                 f"{SCHEMA_VERSION}); update napari-mlmi-interp"
             )
+        if current == 0:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if tables:  # an SQLite file of something else: never turned into a study file
+                raise StoreError(
+                    f"{self.path}: not a study file (an SQLite database with tables {', '.join(tables[:5])})"
+                )
         if current >= target:
             return
         db.execute("BEGIN IMMEDIATE")
@@ -278,6 +212,18 @@ class StudyStore:
         out["prediction"] = json.loads(out["prediction"])
         return out
 
+    def read(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only query (``SELECT``/``WITH``), e.g. for a study's analysis."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise StoreError(f"read() takes a SELECT query, got {sql.split(None, 1)[0]!r}")
+        self._db.execute("PRAGMA query_only = ON")  # a WITH ... DELETE is refused by SQLite itself
+        try:
+            return self._db.execute(sql, tuple(args)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+        finally:
+            self._db.execute("PRAGMA query_only = OFF")
+
     # -- evidence ----------------------------------------------------------------------------------
     def record_evidence(self, run_id: int, assessment: Any) -> None:
         """Store an Assessment's figures for a run, replacing earlier values of the same figures.
@@ -334,8 +280,8 @@ class StudyStore:
     def ratings(self, run_id: int, *, reader: str | None = None) -> dict[str, dict[str, Any]]:
         """The current rating of each element for a run and reader."""
         rows = self._db.execute(
-            "SELECT element, rating, note, created_at FROM ratings WHERE id IN "
-            "(SELECT MAX(id) FROM ratings WHERE run_id = ? AND reader = ? GROUP BY element)",
+            "SELECT element, rating, note, created_at FROM (SELECT element, rating, note, created_at, "
+            f"{_LATEST.format(by='element')} AS k FROM ratings WHERE run_id = ? AND reader = ?) WHERE k = 1",
             (run_id, reader or self.reader),
         )
         return {e: {"rating": r, "note": n, "created_at": t} for e, r, n, t in rows}
@@ -353,7 +299,7 @@ class StudyStore:
     def action(self, run_id: int, *, reader: str | None = None) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT action, note, created_at FROM actions WHERE run_id = ? AND reader = ? "
-            "ORDER BY id DESC LIMIT 1",
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
             (run_id, reader or self.reader),
         ).fetchone()
         return None if row is None else {"action": row[0], "note": row[1], "created_at": row[2]}
@@ -398,7 +344,7 @@ class StudyStore:
         """The latest annotation (mask, geometry) of a case by a reader, or None."""
         row = self._db.execute(
             "SELECT shape, geometry, mask FROM annotations WHERE case_id = ? AND reader = ? AND label = ? "
-            "ORDER BY id DESC LIMIT 1",
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
             (case_id, reader or self.reader, label),
         ).fetchone()
         if row is None:
@@ -431,6 +377,7 @@ class StudyStore:
         "method",
         "blinded_label",
         "target",
+        "params",
         "reader",
         "element",
         "rating",
@@ -439,21 +386,37 @@ class StudyStore:
     )
 
     def rows(self) -> list[dict[str, Any]]:
-        """Current ratings (one row per run, reader and element) and actions (element ``action``)."""
+        """Current ratings (one row per run, reader and element) and actions (element ``action``).
+
+        Sorted by content (case, model, method, target, parameters, reader, element), ratings
+        first; ``params`` is the run's parameters as JSON, ``rating`` is ``NA`` for not
+        applicable and the action's name on ``action`` rows.
+        """
         out = []
         q = (
-            "SELECT r.case_id, r.model, r.model_sha256, r.method, r.blinded_label, r.target, x.reader, "
-            "{what}, x.note, x.created_at FROM {table} x JOIN runs r ON r.id = x.run_id WHERE x.id IN "
-            "(SELECT MAX(id) FROM {table} GROUP BY run_id, reader{group}) ORDER BY r.id, x.reader, x.id"
+            "SELECT r.case_id, r.model, r.model_sha256, r.method, r.blinded_label, r.target, r.params, "
+            "x.reader, {what}, x.note, x.created_at FROM (SELECT *, {latest} AS k FROM {table}) x "
+            "JOIN runs r ON r.id = x.run_id WHERE x.k = 1"
         )
-        for row in self._db.execute(q.format(what="x.element, x.rating", table="ratings", group=", element")):
-            d = dict(zip(self._CSV_COLUMNS, row, strict=True))
+        latest = _LATEST.format(by="run_id, reader, element")
+        ratings = [
+            dict(zip(self._CSV_COLUMNS, row, strict=True))
+            for row in self._db.execute(q.format(what="x.element, x.rating", table="ratings", latest=latest))
+        ]
+        for d in ratings:
             d["rating"] = "NA" if d["rating"] is None else d["rating"]
-            out.append(d)
-        for row in self._db.execute(q.format(what="'action', x.action", table="actions", group="")):
-            out.append(dict(zip(self._CSV_COLUMNS, row, strict=True)))
-        for d in out:
-            d["rated_at"] = _iso(d["rated_at"])
+        latest = _LATEST.format(by="run_id, reader")
+        actions = [
+            dict(zip(self._CSV_COLUMNS, row, strict=True))
+            for row in self._db.execute(q.format(what="'action', x.action", table="actions", latest=latest))
+        ]
+        order = {e: i for i, e in enumerate(ELEMENTS)}
+        # by content, not by row id: files merged or imported in any order export alike
+        for part in (ratings, actions):
+            part.sort(key=lambda d: (*(str(d[c]) for c in self._CSV_COLUMNS[:8]), order.get(d["element"], 9)))
+            for d in part:
+                d["rated_at"] = _iso(d["rated_at"])
+            out += part
         return out
 
     def export_csv(self, path: str | os.PathLike[str]) -> Path:
@@ -508,6 +471,11 @@ class StudyStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=1))
         return path
+
+
+#: The current row of a group (ratings of one element, actions) is the latest made; rows merged
+#: from another file keep their time, so the order files were merged in does not matter.
+_LATEST = "ROW_NUMBER() OVER (PARTITION BY {by} ORDER BY created_at DESC, id DESC)"
 
 
 def _plain(v: Any) -> bool:
