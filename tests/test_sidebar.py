@@ -12,6 +12,8 @@ import pytest
 from napari_mlmi_interp.io import save
 from napari_mlmi_interp.sample import make_sample
 
+from .study_files import one_case_study
+
 pytestmark = pytest.mark.gui
 
 
@@ -205,17 +207,7 @@ def test_next_case_loads_off_the_gui_thread_and_can_be_cancelled(
 ):
     """Preparing a study case (scan read, model loaded, method run) is a job with Cancel."""
     viewer, _scan, _mask = viewer_with_sample
-    save(make_sample().scan, tmp_path / "a.nii.gz")
-    study_file = tmp_path / "study.json"
-    study_file.write_text(
-        json.dumps(
-            {
-                "study": "pilot",
-                "cases": ["a.nii.gz"],
-                "conditions": [{"model": "lesion-classifier", "method": "saliency", "target": "lesion"}],
-            }
-        )
-    )
+    study_file = one_case_study(tmp_path)
     sidebar = _sidebar(viewer, widgets, tmp_path / "study.sqlite", reader="ana")
     sidebar.open_study(study_file)
     before = [ly.name for ly in viewer.layers]

@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ...errors import MlmiError
 from ...framework import ELEMENT_INFO, ELEMENTS, Assessment, Goal
 from ...framework.evidence.effort import effort_text
 from ...framework.guide import AUTO_TIMING_VOXELS
@@ -56,7 +55,9 @@ from .cards import ElementCard, ModelCurves, bands_text
 from .goal import GoalBox
 from .region import RegionPicker
 from .shortcuts import bind_shortcuts, shortcuts_help
-from .study import StudyControls, add_case_layers, case_layer_data, default_study_path, remove_study_layers
+from .study import StudyControls, default_study_path
+from .study_actions import ReaderStudyMixin
+from .study_progress import StudyProgressDialog
 
 __all__ = ["FrameworkSidebar"]
 
@@ -66,7 +67,7 @@ EXPLAINED_ROI_CAPTION = (
 )
 
 
-class FrameworkSidebar(QWidget):
+class FrameworkSidebar(ReaderStudyMixin, QWidget):
     """Dock widget: goal, elements, evidence, ratings, annotation, reader study.
 
     Parameters
@@ -144,6 +145,8 @@ class FrameworkSidebar(QWidget):
         sc.store_chosen.connect(self.open_store)
         sc.study_chosen.connect(self.open_study)
         sc.next_requested.connect(self.next_case)
+        sc.progress_requested.connect(self.show_study_progress)
+        self.study_dialog: StudyProgressDialog | None = None
         pick.addRow(sc)
         return pick
 
@@ -219,16 +222,6 @@ class FrameworkSidebar(QWidget):
     @property
     def run_id(self) -> int | None:
         return self.session.run_id
-
-    @property
-    def study(self):
-        """The :class:`~napari_mlmi_interp.framework.study.ReaderStudy` being run, or None."""
-        return self.study_session.study if self.study_session is not None else None
-
-    @property
-    def study_item(self):
-        """``(position, item)`` of the reader-study item shown, or None."""
-        return self.study_session.current if self.study_session is not None else None
 
     @property
     def _current(self) -> dict[str, Any] | None:
@@ -506,59 +499,6 @@ class FrameworkSidebar(QWidget):
     def _action_changed(self, *_: Any) -> None:
         self.session.set_action(self.action.currentData())
 
-    # -- reader study --------------------------------------------------------------------------
-    def open_study(self, path: str | os.PathLike[str]) -> None:
-        """Start (or resume) a reader study for the current reader."""
-        try:
-            study = ReaderStudySession.open(path, self.session, reader=self.reader.text())
-        except (MlmiError, ValueError) as exc:
-            self._error(str(exc))
-            return
-        self.study_session = study
-        self.set_goal(study.study.goal)
-        self.next_button.setEnabled(True)
-        self._study_progress()
-
-    def _study_progress(self) -> None:
-        if self.study_session is not None and self.store is not None:
-            self.study_status.setText(self.study_session.status())
-
-    def next_case(self) -> None:
-        """Finish the current study item and prepare the next one (blinded), off the GUI thread."""
-        study = self.study_session
-        if study is None or self.store is None or self.model_jobs.busy:
-            return
-        study.finish(self.session.run_id)
-        nxt = study.next_item()
-        remove_study_layers(self.viewer)
-        if nxt is None:
-            self.session.clear()
-            self.study_status.setText(f"{study.name}: all {len(study.study.items)} done. Thank you.")
-            self.next_button.setEnabled(False)
-            return
-        position, item = nxt
-        percent = self._percent()  # read here: the worker thread must not touch the layers
-
-        def work(token, report):
-            case = ReaderStudySession.prepare(position, item, progress=report, cancel=token)
-            return case, case_layer_data(case, percent=percent)
-
-        self.model_jobs.start(
-            work,
-            on_done=lambda out: self._show_case(*out),
-            on_error=self._job_error,
-            busy_text=f"Preparing {study.study.label(position)}…",
-        )
-
-    def _show_case(self, case, data: dict) -> None:
-        heatmap, region = add_case_layers(self.viewer, case, data)
-        self.study_session.shown(case)
-        self.select(heatmap)
-        if region is not None:
-            self.select_region(region)
-        n = len(self.study_session.study.items)
-        self.study_status.setText(f"{self.study_session.name}: {case.label}, {case.position + 1} of {n}")
-
     def _saved(self, message: str) -> None:
         self.status.setText(message)
 
@@ -576,6 +516,8 @@ class FrameworkSidebar(QWidget):
         """Cancel running work, wait for it, close the study file."""
         self._pending_map = None
         self.cancel()
+        if self.study_dialog is not None:  # an analysis the reader-study dialog is running
+            self.study_dialog.jobs.shutdown(timeout_s)
         wait_while_busy(self, timeout_s)
         self.session.close()
 

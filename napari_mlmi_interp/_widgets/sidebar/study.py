@@ -48,11 +48,14 @@ class StudyControls(QWidget):
         The reader picked a reader-study JSON file (path).
     next_requested()
         *Next case* was pressed.
+    progress_requested()
+        *Progress…* was pressed (the reader-study dialog).
     """
 
     store_chosen = Signal(str)
     study_chosen = Signal(str)
     next_requested = Signal()
+    progress_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -72,8 +75,13 @@ class StudyControls(QWidget):
         self.next_button = QPushButton("Next case")
         self.next_button.setEnabled(False)
         self.next_button.clicked.connect(self.next_requested)
+        self.progress_button = QPushButton("Progress…")
+        self.progress_button.setToolTip("Items left per reader; the analysis report once all are done")
+        self.progress_button.setEnabled(False)
+        self.progress_button.clicked.connect(self.progress_requested)
         reader_row.addWidget(self.reader_study_button)
         reader_row.addWidget(self.next_button)
+        reader_row.addWidget(self.progress_button)
         form.addRow("", reader_row)
         self.study_status = QLabel("")
         form.addRow("", self.study_status)
