@@ -11,7 +11,7 @@ __all__ = ["param_widget"]
 #: Parameters given as text that have a fixed set of values.
 CHOICES = {
     "method": ["gausslegendre", "riemann_trapezoid", "riemann_left"],
-    "strategy": ["full", "coarse_to_fine"],
+    "strategy": ["incremental", "full", "coarse_to_fine"],
 }
 
 

@@ -386,7 +386,9 @@ def _assemble(
         roi=resolved.roi,
     )
     # what a careful user must know: the scan outside the model's domain, a map that misses completeness
-    result.warnings = [*prediction.warnings, *([converged] if converged else [])]
+    result.warnings = [*prediction.warnings, *([converged] if converged else []), *a.notes]
+    if a.details:
+        result.provenance["method_run"] = dict(a.details)
     if a.endpoints is not None:
         result.provenance["completeness"] = completeness_summary(a.delta, a.endpoints)
     return result

@@ -61,9 +61,13 @@ def observed(
             self.reported = 0
             self.reference_output = None
 
+        #: whether the output on the unperturbed input is wanted (``reference_output``)
+        wants_reference = reference is not None
+        #: marks the engine's counter: a method running the model its own way takes ``inner``
+        counts_samples = True
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if cancel is not None and cancel.cancelled:
-                raise Cancelled("cancelled")
+            self.check()
             out = self.inner(x)
             if (
                 reference is not None
@@ -72,11 +76,21 @@ def observed(
                 and torch.equal(x.detach(), reference)
             ):
                 self.reference_output = out.detach().clone()
-            self.done += int(x.shape[0])
+            self.count(int(x.shape[0]))
+            return out
+
+        def check(self) -> None:
+            """Raise :class:`Cancelled` once the token is set."""
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled")
+
+        def count(self, n: int) -> None:
+            """``n`` samples went through (by ``forward``, or by a method running the model its own
+            way, e.g. incremental occlusion): report the progress."""
+            self.done += int(n)
             if progress is not None:
                 self.total = max(self.total, self.done)
                 self.reported = max(self.reported, min(self.done, self.total))
                 progress(self.reported, self.total)
-            return out
 
     return Observed(module)

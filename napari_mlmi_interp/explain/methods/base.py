@@ -14,7 +14,7 @@ wrapped in a counter that reports every batch and raises at the next one once ca
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import InputError
@@ -40,11 +40,18 @@ class Attribution:
     endpoints : (float, float), optional
         For methods promising completeness (Integrated Gradients, DeepLIFT), the target
         score ``(F(x), F(baseline))`` at the input and at the baseline.
+    notes : list of str
+        What the user should know about how the map was computed (one line each), e.g. that
+        incremental occlusion fell back to the full one.
+    details : dict
+        How it was computed, for the provenance (e.g. the occlusion strategy actually run).
     """
 
     map: Any
     delta: float | None = None
     endpoints: tuple[float, float] | None = None
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Method(ABC):
@@ -166,7 +173,7 @@ class Method(ABC):
 
             with seeded(int(params["seed"])):
                 out = self.attribute(module, x, target, params, layer=layer, region=region)
-        return Attribution(out.map.detach(), out.delta, out.endpoints)
+        return Attribution(out.map.detach(), out.delta, out.endpoints, list(out.notes), dict(out.details))
 
     def completeness_miss(
         self, params: dict[str, Any], delta: float, share: str, relative: float, **context: Any

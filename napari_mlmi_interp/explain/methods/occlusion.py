@@ -1,9 +1,15 @@
-"""Occlusion by Captum's :class:`~captum.attr.Occlusion`, three ways: full, ROI-restricted, coarse-to-fine.
+"""Occlusion: exact incremental (default), Captum's full :class:`~captum.attr.Occlusion`, coarse-to-fine.
 
-Captum slides the windows; this module only decides *where* (a box around a region, or
-boxes around where a coarse pass found signal) and how the pieces make one map. A module
-with a ``total`` attribute (the engine's progress counter) is told the exact number of
-samples once the plan is known.
+- ``strategy="incremental"``: the same windows and the same map as Captum's Occlusion, each
+  window's score computed by recomputing only what it changes (:mod:`.incremental`); a model
+  that cannot be traced runs the full occlusion instead, with a one-line note.
+- ``strategy="full"``: Captum slides the windows.
+- ``strategy="coarse_to_fine"``: an approximation (fewer windows), see :func:`occlusion`.
+
+Over a region, only the windows over its bounding box grown by one window run. A module with
+a ``total`` attribute (the engine's progress counter) is told the exact number of samples once
+the plan is known; one with ``count`` (:func:`~napari_mlmi_interp.explain.observe.observed`)
+hears of every window the incremental strategy scores.
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ import numpy as np
 import torch
 
 from ...errors import InputError
+from .incremental import IncrementalOcclusion, NotIncremental, window_starts
 
-__all__ = ["check_occlusion_params", "occlusion", "occlusion_windows"]
+__all__ = ["STRATEGIES", "check_occlusion_params", "occlusion", "occlusion_windows"]
+
+#: ``incremental`` and ``full`` give the same map; ``coarse_to_fine`` approximates it.
+STRATEGIES = ("incremental", "full", "coarse_to_fine")
 
 Box = tuple[slice, ...]
 
@@ -54,6 +64,9 @@ def _occlude(
     """Captum Occlusion with cubic windows ``w`` and strides ``s``, over ``box`` (all when None)."""
     import captum.attr as ca
 
+    if p.get("strategy") == "incremental" and "_incremental" in p:
+        return _occlude_incremental(p["_incremental"], module, x, target, box, w, s, p)
+
     c = x.shape[1]
     kwargs = {
         "sliding_window_shapes": (c, *[min(w, n) for n in x.shape[2:]]),
@@ -70,16 +83,61 @@ def _occlude(
 
 
 def occlusion_windows(shape: tuple[int, ...], w: int, s: int) -> int:
-    """How many windows Captum's Occlusion evaluates over ``shape``."""
-    return int(np.prod([max(0, (n - min(w, n)) // s) + 1 for n in shape]))
+    """How many windows Captum's Occlusion evaluates over ``shape`` (the last ones cut at the border)."""
+    return int(np.prod([len(window_starts(n, min(w, n), s)) for n in shape]))
+
+
+def _occlude_incremental(
+    inc: Any, module: torch.nn.Module, x: torch.Tensor, target: int, box: Box | None, w: int, s: int, p: dict
+) -> torch.Tensor:
+    """Captum's Occlusion map over ``box``, each window scored by :class:`.incremental.IncrementalOcclusion`.
+
+    The same windows as Captum's (``window_starts`` on the box), the same score drop
+    ``F(x) - F(x with the window at the baseline)`` for the target, and the same average over
+    the windows covering a voxel.
+    """
+    import itertools
+
+    shape = tuple(int(n) for n in x.shape[2:])
+    box = box or tuple(slice(0, n) for n in shape)
+    lo = np.array([b.start for b in box])
+    span = tuple(b.stop - b.start for b in box)
+    window = tuple(min(w, n) for n in span)
+    axes = [[a + k for k in window_starts(n, wa, s)] for a, n, wa in zip(lo, span, window, strict=True)]
+    starts = np.array(list(itertools.product(*axes)), dtype=int)
+    base = _target_scores(inc.output, target)[0]
+    total = torch.zeros(span, dtype=torch.float32)
+    weight = torch.zeros(span, dtype=torch.float32)
+    batch = max(1, int(p["perturbations_per_eval"]))
+    for i in range(0, len(starts), batch):
+        if hasattr(module, "check"):
+            module.check()  # Cancel
+        chunk = starts[i : i + batch]
+        stop = tuple(b.stop for b in box)  # windows cut at the box's end, as Captum cuts them at the crop's
+        drops = base - _target_scores(inc.outputs(chunk, window, float(p["baseline"]), stop), target)
+        for st, drop in zip(chunk - lo, drops.tolist(), strict=True):
+            sl = tuple(slice(a, min(a + wa, n)) for a, wa, n in zip(st, window, span, strict=True))
+            total[sl] += drop
+            weight[sl] += 1.0
+        if hasattr(module, "count"):
+            module.count(len(chunk))
+    out = (total / weight).to(x.dtype)
+    return out.expand(1, x.shape[1], *span).clone()
+
+
+def _target_scores(output: Any, target: int | None) -> torch.Tensor:
+    """The target's score per sample, as Captum selects it from the model's output."""
+    out = output[0] if isinstance(output, tuple) else output
+    out = out.reshape(out.shape[0], -1)
+    return out[:, 0 if target is None else int(target)].float()
 
 
 def check_occlusion_params(p: dict[str, Any]) -> None:
     """Raise :class:`InputError` for a strategy, window, stride or refinement that cannot run."""
     w, s = int(p["window"]), int(p["stride"])
     strategy = p.get("strategy", "full")
-    if strategy not in ("full", "coarse_to_fine"):
-        raise InputError(f"occlusion strategy must be 'full' or 'coarse_to_fine', got {strategy!r}")
+    if strategy not in STRATEGIES:
+        raise InputError(f"occlusion strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if w < 1 or s < 1:
         raise InputError(f"occlusion window and stride must be at least 1 voxel, got {w} and {s}")
     if strategy == "coarse_to_fine" and (
@@ -102,10 +160,18 @@ def _outer_box(region: np.ndarray | None, shape: tuple[int, ...], w: int, s: int
 
 
 def occlusion(
-    module: torch.nn.Module, x: torch.Tensor, target: int, p: dict[str, Any], region: np.ndarray | None = None
+    module: torch.nn.Module,
+    x: torch.Tensor,
+    target: int,
+    p: dict[str, Any],
+    region: np.ndarray | None = None,
+    info: dict[str, Any] | None = None,
 ) -> torch.Tensor:
-    """Occlusion maps, by Captum's :class:`~captum.attr.Occlusion`, three ways.
+    """Occlusion maps: Captum's :class:`~captum.attr.Occlusion`, computed three ways.
 
+    - ``strategy="incremental"`` (the default): Captum's windows and map, each window's
+      score recomputing only what the window changes (:mod:`.incremental`); falls back to
+      ``full`` for a model ``torch.fx`` cannot trace, saying so in ``info["note"]``;
     - ``strategy="full"``: every window over the volume (exactly Captum's call);
     - with ``region``: only the windows over the region's bounding box grown by one window
       (aligned to the stride lattice, so each window and its score drop are those of the
@@ -118,18 +184,38 @@ def occlusion(
       would cost more windows than a full run, the full run is done instead.
 
     If ``module`` has a ``total`` attribute (the engine's progress counter), it is set to
-    the exact number of samples once the plan is known.
+    the exact number of samples once the plan is known. ``info`` (a dict) receives the
+    strategy actually run, a fallback's ``note`` and, for the incremental strategy, the
+    layers where the windows' changes stopped being local (``full_from``).
     """
     check_occlusion_params(p)
     w, s = int(p["window"]), int(p["stride"])
     shape = tuple(int(n) for n in x.shape[2:])
     outer = _outer_box(region, shape, w, s)
-    if p.get("strategy", "full") == "full":
+    p = dict(p)
+    if p.get("strategy") == "incremental":
+        inner = module.inner if getattr(module, "counts_samples", False) else module  # behind the counter
+        try:
+            p["_incremental"] = IncrementalOcclusion(inner, x.detach())
+        except NotIncremental as exc:
+            p["strategy"] = "full"
+            if info is not None:
+                info["note"] = f"{exc}: ran Captum's full occlusion instead (the same map, slower)"
+        else:
+            if getattr(module, "wants_reference", False) and module.reference_output is None:
+                module.reference_output = p["_incremental"].output.detach().clone()
+            if hasattr(module, "count"):
+                module.count(1)  # the unoccluded pass
+    if info is not None:
+        info["strategy"] = p.get("strategy", "full")
+    if p.get("strategy", "full") in ("full", "incremental"):
         span = shape if outer is None else tuple(b.stop - b.start for b in outer)
         if hasattr(module, "total"):
             module.total = 1 + occlusion_windows(span, w, s)
         out = torch.zeros_like(x)
         out[(slice(None), slice(None), *(outer or ()))] = _occlude(module, x, target, outer, w, s, p)
+        if info is not None and "_incremental" in p:
+            info["full_from"] = dict(p["_incremental"].full_from)
         return out
     return _coarse_to_fine(module, x, target, p, region, outer)
 

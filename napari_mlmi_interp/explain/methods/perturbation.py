@@ -18,8 +18,9 @@ __all__ = ["FeatureAblation", "Occlusion", "supervoxels"]
 
 
 def _windows(params: dict[str, Any], shape: tuple[int, ...], factor: int = 1) -> int:
+    """Captum's number of windows: ``ceil((n - w) / s) + 1`` per axis, the last ones cut."""
     w, s = params["window"] * factor, params["stride"] * factor
-    return math.prod(max(0, (n - min(w, n)) // s) + 1 for n in shape)
+    return math.prod(math.ceil((n - min(w, n)) / s) + 1 for n in shape)
 
 
 class Occlusion(Method):
@@ -35,13 +36,15 @@ class Occlusion(Method):
         "stride": 4,
         "baseline": 0.0,
         "perturbations_per_eval": "auto",
-        "strategy": "full",
+        "strategy": "incremental",
         "coarse_factor": 2,
         "refine_fraction": 0.05,
     }
     description = (
         "score drop when a 3D window is replaced by the baseline (Zeiler & Fergus 2014); "
-        "strategy 'coarse_to_fine' refines only where a coarse pass found signal"
+        "strategy 'incremental' (default) recomputes only what each window changes, the same "
+        "map as 'full'; 'coarse_to_fine' approximates it, refining only where a coarse pass "
+        "found signal"
     )
     batch_param = "perturbations_per_eval"
     accepts_region = True
@@ -62,7 +65,7 @@ class Occlusion(Method):
             box = _outer_box(region, tuple(shape), int(params["window"]), int(params["stride"]))
             shape = tuple(b.stop - b.start for b in box)
         full = _windows(params, shape) + 1
-        if params.get("strategy", "full") == "full":
+        if params.get("strategy", "full") in ("full", "incremental"):
             return full, 0
         coarse = _windows(params, shape, int(params["coarse_factor"])) + 1
         grown = min(1.0, float(params["refine_fraction"]) * 8)
@@ -77,7 +80,10 @@ class Occlusion(Method):
     def attribute(self, module, x, target, params, *, layer=None, region=None) -> Attribution:
         from .occlusion import occlusion
 
-        return Attribution(occlusion(module, x, target, params, region))
+        info: dict[str, Any] = {}
+        out = occlusion(module, x, target, params, region, info=info)
+        note = info.pop("note", None)
+        return Attribution(out, notes=[note] if note else [], details={"occlusion": info})
 
 
 def supervoxels(x: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
