@@ -12,17 +12,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_benchmark_quick_run_writes_the_report(tmp_path):
-    out = tmp_path / "benchmarks.md"
+def _quick_run(script: str, out: Path) -> None:
+    """``benchmarks/<script> --quick --out <out>``, which must succeed."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_benchmark_quick_run_writes_the_report(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    _quick_run("run.py", out)
     text = out.read_text()
     for method in ("Grad-CAM", "SmoothGrad", "Integrated Gradients", "Occlusion"):
         assert f"| {method} |" in text
@@ -41,3 +46,16 @@ def test_benchmark_quick_run_writes_the_report(tmp_path):
     compared = [r for r in rows if r["method"] in ("Grad-CAM", "Integrated Gradients", "Occlusion")]
     assert len(data["targets"]) == len(compared) + 3
     assert all(isinstance(t["met"], bool) for t in data["targets"])
+
+
+@pytest.mark.slow
+def test_occlusion_benchmark_quick_run_matches_captum(tmp_path):
+    """benchmarks/occlusion.py end to end on tiny volumes: every row's map equals Captum's."""
+    out = tmp_path / "occ.json"
+    _quick_run("occlusion.py", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["demo", "resnet18"]
+    assert all(r["strategy_run"] == "incremental" and r["max_diff_rel_range"] < 1e-4 for r in rows)
+    assert all(r["plugin_incremental_s"] > 0 and r["captum_full_s"] > 0 and r["monai_s"] > 0 for r in rows)
+    page = out.with_suffix(".md").read_text()
+    assert "| resnet18 | 32³, central 24³ | 8, 8 | 27 |" in page
