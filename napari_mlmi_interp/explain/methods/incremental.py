@@ -229,7 +229,8 @@ class IncrementalOcclusion:
             return "same"
         if node.op == "call_module":
             m = self.gm.get_submodule(str(node.target))
-            if len(changed) == 1 and isinstance(state[changed[0]], _Patch) and len(node.args) == 1:
+            one_input = len(node.args) == 1 and not node.kwargs  # m(x): nothing else would reach m
+            if len(changed) == 1 and isinstance(state[changed[0]], _Patch) and one_input:
                 patch = state[changed[0]]
                 if isinstance(m, _POINTWISE_MODULES) or _norm_is_pointwise(m):
                     return _Patch(m(patch.data), patch.starts, patch.shape)

@@ -109,11 +109,11 @@ def _occlude_incremental(
     total = torch.zeros(span, dtype=torch.float32)
     weight = torch.zeros(span, dtype=torch.float32)
     batch = max(1, int(p["perturbations_per_eval"]))
+    stop = tuple(b.stop for b in box)  # windows cut at the box's end, as Captum cuts them at the crop's
     for i in range(0, len(starts), batch):
         if hasattr(module, "check"):
             module.check()  # Cancel
         chunk = starts[i : i + batch]
-        stop = tuple(b.stop for b in box)  # windows cut at the box's end, as Captum cuts them at the crop's
         drops = base - _target_scores(inc.outputs(chunk, window, float(p["baseline"]), stop), target)
         for st, drop in zip(chunk - lo, drops.tolist(), strict=True):
             sl = tuple(slice(a, min(a + wa, n)) for a, wa, n in zip(st, window, span, strict=True))
