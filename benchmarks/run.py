@@ -1,7 +1,13 @@
 """Benchmarks: the plugin's explain() against bare Captum and MONAI, side by side in one process.
 
-    python benchmarks/run.py            # full run (about 10 minutes on 2 cores), writes docs/benchmarks.md
+    python benchmarks/run.py            # full run (about 35 minutes on 2 cores), writes docs/benchmarks.md
     python benchmarks/run.py --quick --out /tmp/bench.md   # a smoke run on tiny volumes (tests)
+    python benchmarks/run.py --keep-sections   # this table only; the sections below as they are
+
+The page also holds, each in its own section, the tables of ``benchmarks/occlusion.py``
+(exact incremental occlusion against Captum and MONAI on ResNet18-3D, DenseNet121-3D and the
+demo network), ``benchmarks/gradients.py`` (the gradient methods against bare Captum) and,
+where recorded, their GPU runs (``benchmarks/gpu.sh``); ``run.py`` runs the first two (CPU).
 
 For each model (the demo lesion classifier, and MONAI's DenseNet121 in 3D) and volume size,
 the same model input goes to:
@@ -384,32 +390,72 @@ def run(cfg: dict) -> dict:
             if size in cfg["occlusion_sizes"][model_name]:
                 w, st = cfg["occlusion"][model_name]
                 w, st = w * size // cfg["sizes"][0], st * size // cfg["sizes"][0]
-                params = {"window": w, "stride": st, "strategy": "coarse_to_fine"}
-                result = plugin(s, "occlusion", params, cfg["timing_budget_mb"])
-                batch = int(result.params["perturbations_per_eval"])
-                n_c2f = int(result.provenance["forward_samples"])
-                t_plugin = best_time(
-                    partial(plugin, s, "occlusion", params, cfg["timing_budget_mb"]), 1, warm=False
-                )
-                t_captum = best_time(partial(captum_occlusion, s, w, st, batch), 1, warm=False)
-                t_monai = best_time(partial(monai_occlusion, s, w, st, batch), 1, warm=False)
-                n_full = int(np.prod([(size - w) // st + 1] * 3)) + 1
-                rows.append(
-                    {
-                        **base,
-                        "method": "Occlusion",
-                        "plugin_s": t_plugin,
-                        "captum_s": t_captum,
-                        "monai_s": t_monai,
-                        "floor_s": n_full * fwd,
-                        "note": f"window {w}, stride {st}, batch {batch}; plugin coarse-to-fine: "
-                        f"{n_c2f} forwards, full: {n_full}",
-                    }
-                )
-                log(f"  Occlusion: plugin {t_plugin:.2f} s, Captum {t_captum:.2f} s, MONAI {t_monai:.2f} s")
+                rows += occlusion_rows(s, cfg, base, size, fwd)
             del s
 
     return {"rows": rows, "memory": memory_probes(cfg)}
+
+
+def occlusion_rows(s: dict, cfg: dict, base: dict, size: int, fwd: float) -> list[dict]:
+    """Occlusion at the same output resolution (a map per voxel): the plugin's exact default
+    (incremental) and its coarse-to-fine approximation, with the approximation's fidelity."""
+    model_name = base["model"]
+    w, st = cfg["occlusion"][model_name]
+    w, st = w * size // cfg["sizes"][0], st * size // cfg["sizes"][0]
+    exact = {"window": w, "stride": st}
+    c2f = {**exact, "strategy": "coarse_to_fine"}
+    budget = cfg["timing_budget_mb"]
+    ours, t_plugin = timed_once(partial(plugin, s, "occlusion", exact, budget))
+    batch = int(ours.params["perturbations_per_eval"])
+    approx, t_c2f = timed_once(partial(plugin, s, "occlusion", c2f, budget))
+    full, t_captum = timed_once(partial(captum_occlusion, s, w, st, batch))
+    _, t_monai = timed_once(partial(monai_occlusion, s, w, st, batch))
+    full_map = full.detach()[0].sum(0).numpy()
+    span = float(full_map.max() - full_map.min()) or 1.0
+    n_full = int(np.prod([(size - w) // st + 1] * 3)) + 1
+    strategy = ours.provenance["method_run"]["occlusion"]["strategy"]
+    fidelity = map_fidelity(approx.model_map, full_map)
+    log(
+        f"  Occlusion: plugin {strategy} {t_plugin:.2f} s, coarse-to-fine {t_c2f:.2f} s (Spearman "
+        f"{fidelity['spearman']:.3f}, top-1% Dice {fidelity['dice_top']:.3f}), Captum {t_captum:.2f} s, "
+        f"MONAI {t_monai:.2f} s"
+    )
+    common = {**base, "captum_s": t_captum, "monai_s": t_monai, "floor_s": n_full * fwd}
+    return [
+        {
+            **common,
+            "method": "Occlusion",
+            "plugin_s": t_plugin,
+            "max_diff_rel_range": float(np.abs(ours.model_map - full_map).max()) / span,
+            "note": f"window {w}, stride {st}, batch {batch}; plugin {strategy} (exact, the default): "
+            f"{n_full} forwards' worth; map vs Captum's: max diff "
+            f"{float(np.abs(ours.model_map - full_map).max()) / span:.1e} of its range",
+        },
+        {
+            **common,
+            "method": "Occlusion, coarse-to-fine",
+            "plugin_s": t_c2f,
+            "fidelity": fidelity,
+            "note": f"approximation: {int(approx.provenance['forward_samples'])} forwards of {n_full}; "
+            f"vs the exact map: Spearman {fidelity['spearman']:.3f} over voxels, Dice of the top 1 % "
+            f"{fidelity['dice_top']:.3f}",
+        },
+    ]
+
+
+def map_fidelity(approx: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """How close an approximate map is to the exact one: Spearman's ρ over voxels, and the Dice of
+    the two maps' top 1 % of voxels (by attribution)."""
+    from napari_mlmi_interp.metrics import map_agreement
+
+    return map_agreement(approx, exact, percent=1.0)
+
+
+def timed_once(fn) -> tuple[Any, float]:
+    """One timed call, its result kept."""
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
 
 
 def memory_probes(cfg: dict) -> list[dict]:
@@ -535,15 +581,39 @@ def report(results: dict, cfg: dict, checks: list[dict]) -> str:
         lines.append(f"| {call} | {m['size']}³ | {m['steps']} | {f(m['peak_mb'])} | {note} |")
     lines += [
         "",
-        "Occlusion: the plugin's coarse-to-fine strategy runs windows and strides twice as large "
-        "first, then full-resolution windows only around the 5% of voxels with the strongest coarse "
-        "signal; its map has the same voxel resolution as MONAI's. Captum's and MONAI's full "
-        "runs evaluate every window. The plugin runs occlusion on a channels-last copy of the "
-        'model (execution tuning, `explain(tuning="auto")`: forwards 1.25-1.3x faster on a CPU, '
-        "outputs equal to float rounding); Captum and MONAI get the model as given.",
+        'Occlusion: the plugin\'s default is exact (`strategy="auto"`: incremental on a CPU), '
+        "its map compared with Captum's. The coarse-to-fine row is the approximation: windows "
+        "and strides twice as large first, then full-resolution windows only around the 5% of "
+        "voxels with the strongest coarse signal; its fidelity is Spearman's ρ over voxels and "
+        "the Dice of the top 1 % against Captum's full map (the line every coarse-to-fine map "
+        "carries). Captum's and MONAI's full runs evaluate every window. The plugin runs "
+        'occlusion on a channels-last copy of the model (execution tuning, `explain(tuning="auto")`: '
+        "forwards 1.25-1.3x faster on a CPU, outputs equal to float rounding); Captum and MONAI "
+        "get the model as given.",
         "",
     ]
     return "\n".join(lines)
+
+
+#: The benchmarks whose tables run.py runs and shows below its own: (script, output stem).
+SECTIONS = (("occlusion.py", "benchmarks_occlusion"), ("gradients.py", "benchmarks_gradients"))
+
+
+def sections(out: Path, quick: bool, rerun: bool) -> str:
+    """The tables of :data:`SECTIONS` (run again when ``rerun``), and their GPU runs where recorded."""
+    parts = []
+    for script, stem in SECTIONS:
+        target = out.parent / f"{stem}.json"
+        if rerun:
+            log(f"running benchmarks/{script}")
+            cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--out", str(target)]
+            subprocess.run(cmd + (["--quick"] if quick else []), check=True)
+        for page, label in ((target.with_suffix(".md"), ""), (out.parent / f"{stem}_gpu.md", " (GPU)")):
+            if page.exists():
+                text = page.read_text().strip()
+                title, _, body = text.partition("\n")
+                parts.append(f"#{title}{label}\n{body}\n")
+    return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,6 +624,11 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-only",
         action="store_true",
         help="rerun only the memory probes, keeping the timed rows of the existing JSON report",
+    )
+    parser.add_argument(
+        "--keep-sections",
+        action="store_true",
+        help="do not rerun benchmarks/occlusion.py and gradients.py: show their last tables",
     )
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -569,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run(cfg)
     checks = targets(results, cfg)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    text = report(results, cfg, checks)
+    text = report(results, cfg, checks) + "\n" + sections(args.out, args.quick, not args.keep_sections)
     kept = args.out.read_text() if args.out.exists() else ""
     if "<!-- benchmarks/gui.py: begin" in kept:  # that section is benchmarks/gui.py's: keep it
         text = text.rstrip("\n") + "\n\n" + kept[kept.index("<!-- benchmarks/gui.py: begin") :]

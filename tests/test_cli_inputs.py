@@ -290,3 +290,27 @@ def test_batch_prints_load_warnings_once_per_case(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("gantry tilt of 14.00 degrees") == 1
     assert "warning: case-" in err and "series 2 'tilted'" in err
+
+
+def test_device_flag_runs_on_the_cpu_and_refuses_a_gpu_the_machine_lacks(sample, tmp_path, capsys):
+    import torch
+
+    args = [
+        "explain",
+        sample["scan"],
+        "--model",
+        "lesion-classifier",
+        "--method",
+        "saliency",
+        "--target",
+        "1",
+    ]
+    assert main([*args, "--device", "cpu", "--out", str(tmp_path / "cpu"), "--json", "--quiet"]) == 0
+    sidecars = list((tmp_path / "cpu").glob("*.json"))
+    assert sidecars and any('"device": "cpu"' in p.read_text() for p in sidecars)
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+        assert "no CUDA GPU" in _error(capsys)
+    assert main([*args, "--device", "tpu", "--out", str(tmp_path / "tpu")]) == 2
+    assert "device must be one of auto" in _error(capsys)

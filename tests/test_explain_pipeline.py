@@ -96,7 +96,7 @@ def test_bad_arguments_raise_the_same_error_whether_or_not_a_result_is_cached(tm
     # a parameter value the method cannot run
     bad = {"strategy": "sideways"}
     _plant(cache, vol, model, "occlusion", entry.name, target=1, params=bad)
-    with pytest.raises(InputError, match="strategy must be one of incremental, full, coarse_to_fine"):
+    with pytest.raises(InputError, match="strategy must be one of auto, incremental, full, coarse_to_fine"):
         explain(vol, model, "occlusion", target=1, cache=cache, params=bad)
     assert cache.hits == hits + 1 + 1 + 1  # only the plants' own reads
     assert first.provenance.get("cache") is None

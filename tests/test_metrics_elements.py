@@ -236,3 +236,19 @@ def test_tta_segmentation_of_a_one_channel_segmenter_by_hand():
     # an empty segmentation agrees with itself: Dice 1, volume 0
     empty = M.tta_segmentation(lambda t: t - 5.0, x, 0, voxel_ml=0.001, n=2)
     assert empty.volumes_ml == [0.0] * 3 and empty.dice == [1.0] * 3 and empty.roi_probability == []
+
+
+def test_map_agreement_by_hand():
+    exact = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)
+    same = M.map_agreement(exact * 3 + 1, exact)  # a monotone rescaling ranks alike
+    assert same == {"spearman": pytest.approx(1.0), "dice_top": 1.0, "percent": 1.0}
+    reversed_ = M.map_agreement(-exact, exact)
+    assert reversed_["spearman"] == pytest.approx(-1.0) and reversed_["dice_top"] == 0.0
+    # the top 1 % is 10 voxels: move 5 of them elsewhere, Dice 2*5/(10+10) = 0.5
+    moved = exact.copy().ravel()
+    moved[[995, 996, 997, 998, 999]] = 0.0
+    moved[[0, 1, 2, 3, 4]] = 2000.0
+    got = M.map_agreement(moved.reshape(exact.shape), exact)
+    assert got["dice_top"] == pytest.approx(0.5) and 0.9 < got["spearman"] < 1.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        M.map_agreement(exact[:5], exact)

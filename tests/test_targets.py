@@ -191,14 +191,15 @@ def test_cache_keeps_roi_labels_apart(scan, tmp_path):
 def test_mask_and_class_make_no_separate_prediction(scan):
     counted = Counting(ConvSeg())
     model = _model(counted, cam_layers=["inner.body.2"])
+    # tuning="off": the calls are counted on the user's module, not on a tuned copy of it
     reference = predict(scan, model)
     mask = reference.segmentation.array == 1
     counted.calls = 0
     # before: the prediction first (it gives the ROI), then the method
-    long_way = explain(scan, model, "saliency", target="Left-Hippocampus")
+    long_way = explain(scan, model, "saliency", target="Left-Hippocampus", tuning="off")
     assert counted.calls == 2
     counted.calls = 0
-    short_way = explain(scan, model, "saliency", target="Left-Hippocampus", roi=mask)
+    short_way = explain(scan, model, "saliency", target="Left-Hippocampus", roi=mask, tuning="off")
     assert counted.calls == 1  # one full forward fewer
     np.testing.assert_array_equal(short_way.native.array, long_way.native.array)
     # the prediction comes from the method's own pass on the unperturbed input: the same
@@ -220,7 +221,7 @@ def test_prediction_is_not_invented_when_the_method_never_sees_the_scan_itself(s
     model = _model(counted)
     counted.calls = 0
     params = {"nt_samples": 3, "nt_samples_batch_size": 1, "stdevs": 0.2}
-    result = explain(scan, model, "smoothgrad", target=1, roi=box, params=params)
+    result = explain(scan, model, "smoothgrad", target=1, roi=box, params=params, tuning="off")
     assert counted.calls == 3  # the noisy samples only: no prediction was run
     pred = result.prediction
     assert not pred.computed and pred.segmentation is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 pytestmark = pytest.mark.gui
 
@@ -299,3 +300,21 @@ def test_segmentation_target_and_roi_together_in_the_panel(viewer_with_sample, q
     widget.roi_label.setText("7")
     widget.run()
     assert "no voxel of the label map holds label 7" in widget.status.text() and not widget.busy
+
+
+def test_choosing_coarse_to_fine_says_how_far_it_is_from_the_exact_map(viewer_with_sample, widgets):
+    from napari_mlmi_interp.explain.methods.occlusion import COARSE_TO_FINE_FIDELITY
+
+    viewer, _scan, _mask = viewer_with_sample
+    widget = _explain_widget(viewer, widgets, method="occlusion")
+    combo = widget.param_widgets["strategy"]
+    assert combo.currentText() == "auto"
+    combo.setCurrentText("coarse_to_fine")
+    text = widget.status.text()
+    assert "approximates the exact occlusion map" in text
+    for measured in COARSE_TO_FINE_FIDELITY:
+        assert f"Spearman ρ {measured['spearman']:.2f}" in text and f"Dice {measured['dice_top']:.2f}" in text
+    combo.setCurrentText("incremental")
+    assert "exact" in widget.status.text() and "Spearman" not in widget.status.text()
+    index = combo.findText("coarse_to_fine")  # the same line as the choice's tooltip
+    assert "Spearman" in combo.itemData(index, Qt.ItemDataRole.ToolTipRole)

@@ -45,7 +45,7 @@ from ..overlays import (
 from ..overlays.roles import Role, layers_of, role_of
 from .choices import refill_scans
 from .jobs import JobRunner, describe_error
-from .param_widgets import param_widget
+from .param_widgets import choice_note, param_widget
 
 #: Shown first: the methods a reader most often wants, cheapest first.
 RECOMMENDED = ("gradcam", "integrated_gradients", "smoothgrad", "occlusion", "gradcam_pp")
@@ -324,7 +324,13 @@ class ExplainWidget(QWidget):
             signal = getattr(widget, "valueChanged", None) or getattr(widget, "currentIndexChanged", None)
             if signal is not None:
                 signal.connect(self._update_costs)
+            if isinstance(widget, QComboBox) and choice_note(key, widget.currentText()):
+                widget.currentTextChanged.connect(lambda text, key=key: self._say_choice(key, text))
         self._update_costs()
+
+    def _say_choice(self, key: str, value: str) -> None:
+        """What a chosen value means, where the panel reports (an approximation says how far off)."""
+        self.status.setText(f"{key.replace('_', ' ')} {value}: {choice_note(key, value)}")
 
     def params(self) -> dict[str, Any]:
         """The parameters from the form (hidden ones keep their defaults)."""

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
 
-__all__ = ["param_widget"]
+__all__ = ["choice_note", "param_widget"]
 
 #: Parameters given as text that have a fixed set of values.
 CHOICES = {
     "method": ["gausslegendre", "riemann_trapezoid", "riemann_left"],
-    "strategy": ["incremental", "full", "coarse_to_fine"],
+    "strategy": ["auto", "incremental", "full", "coarse_to_fine"],
 }
+
+
+def choice_note(key: str, value: str) -> str:
+    """What a fixed choice means (occlusion's strategies: exact or how far from exact), or ""."""
+    if key == "strategy":
+        from ..explain.methods.occlusion import strategy_note
+
+        return strategy_note(value)
+    return ""
 
 
 def param_widget(key: str, default: Any) -> QWidget:
@@ -23,8 +33,10 @@ def param_widget(key: str, default: Any) -> QWidget:
         return w
     if isinstance(default, str):
         w = QComboBox()
-        for choice in CHOICES.get(key, [default]):
+        for i, choice in enumerate(CHOICES.get(key, [default])):
             w.addItem(choice)
+            if note := choice_note(key, choice):
+                w.setItemData(i, note, Qt.ItemDataRole.ToolTipRole)
         w.setCurrentText(default)
         return w
     if isinstance(default, int):

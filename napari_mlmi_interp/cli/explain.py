@@ -117,6 +117,7 @@ def _run(args: argparse.Namespace, volume: Volume, model: Any, method: Any, **in
             roi_label=roi_label,
             cache=cache,
             progress=bar,
+            device=args.device,
             **inputs,
         )
     finally:
@@ -259,6 +260,11 @@ def add_parser(sub: Any) -> None:
         help="use the image > T as the --roi / --region mask (for a mask that is not binary)",
     )
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where the method runs: auto (a CUDA GPU when present, else the CPU), cpu, cuda, cuda:N",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument(
         "--cache", metavar="DIR", default=None, help="reuse and store results in this cache folder"

@@ -8,6 +8,7 @@ model (:mod:`.observe`: progress and cancel), and assemble the :class:`Explanati
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from ..models.predict import (
 from ..models.preprocessing import ModelInput
 from .cache import ResultCache
 from .convergence import convergence_warning, per_sample_normalisation
+from .device import full_precision, on_device, resolve_device
 from .explanation import (
     Explanation,
     cache_entry_key,
@@ -92,6 +94,7 @@ def explain(
     cache: ResultCache | None = None,
     memory_budget_mb: float | None = None,
     tuning: str = "auto",
+    device: str = "auto",
 ) -> Explanation:
     """Attribute ``model``'s decision on ``volume`` with ``method``.
 
@@ -118,7 +121,11 @@ def explain(
     memory_budget_mb : float, optional
         Budget for ``"auto"`` internal batch sizes (default: a quarter of free memory).
     tuning : {"auto", "off"}
-        ``"auto"``: perturbation methods on a CPU run a channels-last copy of a 3D CNN (:mod:`.tuning`).
+        ``"auto"``: perturbation methods on a CPU run a channels-last copy of a 3D CNN, and
+        autograd-only gradient methods a copy with a faster stem-convolution backward (:mod:`.tuning`).
+    device : str
+        ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``:
+        where the method runs (:mod:`.device`); the map always comes back to the CPU.
 
     Raises
     ------
@@ -130,6 +137,7 @@ def explain(
     """
     m, masks = get_method(method), (roi, roi_label)
     p = _checked_request(m, volume, model, params, roi=masks, reduce=roi_reduce, region=region, tuning=tuning)
+    dev = resolve_device(device)
     layer, clock = _resolve_layer(m, model), _Clock()
     pre, mi = _prepare_input(volume, model, model_input)
     grid_region = _map_region(region, volume, pre, mi)
@@ -146,7 +154,7 @@ def explain(
     )  # fmt: skip
     run = _run_observed(
         m, model, mi, resolved, p, layer=layer, region=grid_region, progress=progress, cancel=cancel,
-        keep_prediction=prediction is None, memory_budget_mb=memory_budget_mb, tuning=tuning,
+        keep_prediction=prediction is None, memory_budget_mb=memory_budget_mb, tuning=tuning, device=dev,
     )  # fmt: skip
     clock.lap("attribute")
     prediction = prediction or _prediction_from_run(volume, model, mi, run)
@@ -269,7 +277,8 @@ class _Run:
     observed: Any
     params: dict[str, Any]
     batch_info: dict[str, Any]
-    tuned: bool
+    tuned: str
+    device: str = "cpu"
 
 
 def _run_observed(
@@ -286,6 +295,7 @@ def _run_observed(
     keep_prediction: bool,
     memory_budget_mb: float | None,
     tuning: str,
+    device: Any = None,
 ) -> _Run:
     """Batch sizes under the budget, execution tuning, then the method on the observed model.
 
@@ -297,19 +307,22 @@ def _run_observed(
     from .budget import resolve_batch_params
 
     x, scored = mi.tensor(), resolved.scored
+    if device is not None and device.type != "cpu":
+        x, scored, layer = _on_device(x, scored, layer, device)
     p, batch_info = resolve_batch_params(m, p, scored, x, memory_budget_mb)
-    tuned = None
-    if tuning == "auto" and m.family == "perturbation" and not x.is_cuda:
-        from .tuning import channels_last
+    tuned = "none"
+    if tuning == "auto" and not x.is_cuda:
+        from .tuning import channels_last, gradient_copy
 
-        tuned = channels_last(scored)
-        if tuned is not None:
-            scored, x = tuned, x.contiguous(memory_format=torch.channels_last_3d)
+        if m.family == "perturbation" and (copied := channels_last(scored)) is not None:
+            scored, x, tuned = copied, x.contiguous(memory_format=torch.channels_last_3d), "channels_last_3d"
+        elif m.plain_gradients and (copied := gradient_copy(scored)) is not None:
+            scored, tuned = copied, "stem_input_grad"
     grid_shape = tuple(mi.array.shape[1:])
     counts = m.cost(p, grid_shape, region=region) if region is not None else m.cost(p, grid_shape)  # type: ignore[call-arg]
     total = max(1, counts[0])
     counted = observed(scored, total, progress, cancel, reference=x.detach() if keep_prediction else None)
-    with torch.enable_grad():
+    with torch.enable_grad(), full_precision(x.device):
         try:
             attribution = m.run(counted, x, resolved.index, p, layer=layer, region=region)
         except (Cancelled, ValueError, MemoryError):
@@ -318,7 +331,15 @@ def _run_observed(
             raise model_failure(model, tuple(x.shape), exc) from None
     if progress is not None:
         progress(counted.total, counted.total)
-    return _Run(attribution, counted, p, batch_info, tuned is not None)
+    attribution = dataclasses.replace(attribution, map=attribution.map.detach().cpu())
+    return _Run(attribution, counted, p, batch_info, tuned, str(x.device))
+
+
+def _on_device(x: Any, scored: Any, layer: Any, device: Any) -> tuple[Any, Any, Any]:
+    """The input, a copy of the scored model and that copy's own layer (by name), on ``device``."""
+    path = next((n for n, sub in scored.named_modules() if sub is layer), None) if layer is not None else None
+    copied = on_device(scored, device)
+    return x.to(device), copied, copied.get_submodule(path) if path is not None else layer
 
 
 def _prediction_from_run(volume: Volume, model: LoadedModel, mi: ModelInput, run: _Run) -> Prediction:
@@ -406,6 +427,7 @@ def _provenance(
         "case_id": volume.case_id,
         "forward_samples": int(getattr(run.observed, "done", 0)),
         "memory": run.batch_info,
-        "tuning": "channels_last_3d" if run.tuned else "none",
+        "tuning": run.tuned,
+        "device": run.device,
         **({"region_voxels": int(grid_region.sum())} if grid_region is not None else {}),
     }

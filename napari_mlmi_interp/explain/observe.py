@@ -75,7 +75,7 @@ def observed(
                 and x.shape == reference.shape
                 and torch.equal(x.detach(), reference)
             ):
-                self.reference_output = out.detach().clone()
+                self.reference_output = out.detach().cpu().clone()
             self.count(int(x.shape[0]))
             return out
 

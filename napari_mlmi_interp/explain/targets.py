@@ -228,7 +228,7 @@ def reference_labels(module: Any, reference: Any, n_classes: int) -> Any:
                 with torch.no_grad():
                     scores = out[0].detach()
                     labels = scores.argmax(dim=0) if scores.shape[0] > 1 else scores[0] > 0
-                self.labels = labels.to(torch.uint8).numpy()
+                self.labels = labels.to(torch.uint8).cpu().numpy()
             return out
 
     return ReferenceLabels()

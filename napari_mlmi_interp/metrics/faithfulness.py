@@ -40,6 +40,7 @@ __all__ = [
     "deletion_curve",
     "infidelity",
     "insertion_curve",
+    "map_agreement",
     "randomisation_test",
     "region_removal",
     "tta_scores",
@@ -239,6 +240,34 @@ class RandomisationResult:
     def final(self) -> float:
         """Correlation with every layer randomised."""
         return self.correlations[-1] if self.correlations else float("nan")
+
+
+def map_agreement(approx: np.ndarray, exact: np.ndarray, percent: float = 1.0) -> dict[str, float]:
+    """How far an approximate map is from the exact one on the same grid.
+
+    Returns
+    -------
+    dict
+        ``spearman``: Spearman's ρ over all voxels; ``dice_top``: the Dice coefficient of the two
+        maps' top ``percent`` % of voxels (:func:`.regions.topk_mask`, the top region every other
+        figure uses); ``percent``.
+
+    Raises
+    ------
+    InputError
+        The maps differ in shape.
+    """
+    from .classification import dice
+    from .regions import topk_mask
+
+    a, b = np.asarray(approx, dtype=np.float64), np.asarray(exact, dtype=np.float64)
+    if a.shape != b.shape:
+        raise InputError(f"the maps differ in shape: {a.shape} and {b.shape}")
+    return {
+        "spearman": _spearman(a, b),
+        "dice_top": dice(topk_mask(a, percent), topk_mask(b, percent)),
+        "percent": float(percent),
+    }
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

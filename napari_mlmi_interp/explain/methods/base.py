@@ -95,6 +95,8 @@ class Method(ABC):
     needs_layer: ClassVar[bool] = False
     description: ClassVar[str] = ""
     batch_param: ClassVar[str | None] = None
+    #: Only autograd, no module hooks: the run may use :func:`..tuning.gradient_copy` of the model
+    plain_gradients: ClassVar[bool] = False
     accepts_region: ClassVar[bool] = False
     completeness: ClassVar[bool] = False
     #: Parameters that count something (steps, samples, segments): whole numbers >= 1.

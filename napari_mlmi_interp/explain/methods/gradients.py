@@ -15,6 +15,7 @@ class Saliency(Method):
     name = "saliency"
     title = "Saliency"
     family = "gradient"
+    plain_gradients = True
     elements = ("localization", "visual_recognizability")
     signed = False
     params: ClassVar[dict[str, Any]] = {"abs": True}
@@ -32,6 +33,7 @@ class InputXGradient(Method):
     name = "input_x_gradient"
     title = "Input x Gradient"
     family = "gradient"
+    plain_gradients = True
     elements = ("localization", "physical_attribution")
     signed = True
     description = "input times the gradient of the score"
@@ -50,6 +52,7 @@ class SmoothGrad(Method):
     spreads = ("stdevs",)
     title = "SmoothGrad"
     family = "gradient"
+    plain_gradients = True
     elements = ("localization", "visual_recognizability")
     signed = False
     params: ClassVar[dict[str, Any]] = {

@@ -161,6 +161,12 @@ class IncrementalOcclusion:
             raise NotIncremental(
                 f"the model cannot be traced for incremental occlusion ({type(exc).__name__})"
             ) from None
+        if not any(m.training for m in self.gm.modules()):
+            # batch norms folded into the convolutions before them (torch.fx's own pass): one
+            # pass less over every patch; the same function up to float rounding
+            from torch.fx.experimental.optimization import fuse
+
+            self.gm = fuse(self.gm, no_trace=True)
         self.x = x
         self.cache: dict[torch.fx.Node, Any] = {}
         self.full_from: dict[str, int] = {}
@@ -327,15 +333,8 @@ class IncrementalOcclusion:
         starts = np.clip(o_lo, 0, n_out - size)
         in_lo = starts * s - p  # in the unpadded input's coordinates
         in_len = (size - 1) * s + d * (k - 1) + 1
-        pads = [int(v) for pair in zip(p[::-1], p[::-1], strict=True) for v in pair]
-        padded = F.pad(x_cached, pads, value=pad_value) if any(pads) else x_cached
-        region = torch.stack(
-            [
-                padded[0, :, z : z + in_len[0], y : y + in_len[1], xx : xx + in_len[2]]
-                for z, y, xx in (in_lo + p)
-            ]
-        ).clone()
-        _paste(region, in_lo + p, patch, offset=p)
+        region = _crop(x_cached, in_lo, tuple(int(v) for v in in_len), pad_value)
+        _paste(region, in_lo, patch, offset=np.zeros(3, int))
         out = _apply_unpadded(m, region)
         return _Patch(out, starts.astype(int), tuple(int(v) for v in n_out))
 
@@ -378,6 +377,28 @@ def _paste(dest: torch.Tensor, dest_starts: np.ndarray, patch: _Patch, offset: n
         dest[i, :, d0[0] : d0[0] + ln[0], d0[1] : d0[1] + ln[1], d0[2] : d0[2] + ln[2]] = patch.data[
             i, :, p0[0] : p0[0] + ln[0], p0[1] : p0[1] + ln[1], p0[2] : p0[2] + ln[2]
         ]
+
+
+def _crop(cached: torch.Tensor, starts: np.ndarray, size: tuple[int, ...], pad_value: float) -> torch.Tensor:
+    """The box ``size`` at ``starts`` (one row per window, possibly outside) of ``cached``
+    ``(1, C, *shape)``, the outside filled with ``pad_value`` (the layer's padding).
+
+    Only the boxes are copied: padding the whole cached tensor per batch cost more than the
+    convolutions on the boxes.
+    """
+    shape = np.array(cached.shape[2:])
+    out = cached.new_full((len(starts), cached.shape[1], *size), pad_value)
+    for i, st in enumerate(starts):
+        lo = np.maximum(st, 0)
+        hi = np.minimum(st + np.array(size), shape)
+        if np.any(hi <= lo):
+            continue
+        d = lo - st
+        ln = hi - lo
+        out[i, :, d[0] : d[0] + ln[0], d[1] : d[1] + ln[1], d[2] : d[2] + ln[2]] = cached[
+            0, :, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]
+        ]
+    return out
 
 
 def _apply_unpadded(m: nn.Module, region: torch.Tensor) -> torch.Tensor:

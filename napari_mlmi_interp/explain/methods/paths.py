@@ -16,6 +16,7 @@ class IntegratedGradients(Method):
     name = "integrated_gradients"
     title = "Integrated Gradients"
     family = "path"
+    plain_gradients = True
     elements = ("localization", "model_transparency")
     signed = True
     params: ClassVar[dict[str, Any]] = {

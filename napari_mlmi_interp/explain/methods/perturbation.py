@@ -36,15 +36,15 @@ class Occlusion(Method):
         "stride": 4,
         "baseline": 0.0,
         "perturbations_per_eval": "auto",
-        "strategy": "incremental",
+        "strategy": "auto",
         "coarse_factor": 2,
         "refine_fraction": 0.05,
     }
     description = (
         "score drop when a 3D window is replaced by the baseline (Zeiler & Fergus 2014); "
-        "strategy 'incremental' (default) recomputes only what each window changes, the same "
-        "map as 'full'; 'coarse_to_fine' approximates it, refining only where a coarse pass "
-        "found signal"
+        "strategy 'incremental' recomputes only what each window changes, the same map as "
+        "'full' ('auto', the default: incremental on a CPU, full on a GPU); 'coarse_to_fine' "
+        "approximates it, refining only where a coarse pass found signal"
     )
     batch_param = "perturbations_per_eval"
     accepts_region = True
@@ -65,7 +65,7 @@ class Occlusion(Method):
             box = _outer_box(region, tuple(shape), int(params["window"]), int(params["stride"]))
             shape = tuple(b.stop - b.start for b in box)
         full = _windows(params, shape) + 1
-        if params.get("strategy", "full") in ("full", "incremental"):
+        if params.get("strategy", "full") in ("auto", "full", "incremental"):
             return full, 0
         coarse = _windows(params, shape, int(params["coarse_factor"])) + 1
         grown = min(1.0, float(params["refine_fraction"]) * 8)

@@ -1,0 +1,153 @@
+"""The gradient path's tuning (:mod:`napari_mlmi_interp.explain.tuning`) and the device choice.
+
+The stem convolution's input gradient by stride phases must equal autograd's for any kernel,
+stride and padding; the tuned copy must give Captum's maps and leave the user's model alone.
+"""
+
+from __future__ import annotations
+
+import captum.attr as ca
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_mlmi_interp.errors import InputError
+from napari_mlmi_interp.explain.device import on_device, resolve_device
+from napari_mlmi_interp.explain.stem_grad import StemConv3d, stem_input_grad
+from napari_mlmi_interp.explain.tuning import gradient_copy
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stem_input_grad_equals_autograd_for_any_kernel_stride_and_padding(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(8):
+        k = tuple(int(v) for v in rng.choice([1, 2, 3, 4, 5, 7], 3))
+        stride = tuple(int(v) for v in rng.choice([1, 2, 3], 3))
+        padding = tuple(int(rng.integers(0, kk + 1)) for kk in k)
+        shape = tuple(int(rng.integers(max(kk, 5), 14)) for kk in k)
+        cin, cout = int(rng.integers(1, 3)), int(rng.choice([3, 8]))
+        x = torch.randn(2, cin, *shape, requires_grad=True)
+        w = torch.randn(cout, cin, *k)
+        y = F.conv3d(x, w, stride=stride, padding=padding)
+        g = torch.randn_like(y)
+        expected = torch.autograd.grad(y, x, g)[0]
+        got = stem_input_grad(g, w, shape, stride, padding)
+        assert got.shape == expected.shape
+        err = float((got - expected).abs().max() / expected.abs().max())
+        assert err < 1e-5, (k, stride, padding, shape, err)
+
+
+class _Stem(nn.Module):
+    """MONAI ResNet's stem (7³, stride 1, 1 -> 8 channels, batch norm, ReLU, max pooling), a
+    strided convolution, then a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(1, 8, 7, stride=1, padding=3)
+        self.bn = nn.BatchNorm3d(8)
+        self.pool = nn.MaxPool3d(3, stride=2, padding=1)
+        self.conv2 = nn.Conv3d(8, 4, 3, stride=2, padding=1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        stem = self.pool(torch.relu(self.bn(self.conv1(x))))
+        return self.head(torch.relu(self.conv2(stem)).mean(dim=(2, 3, 4)))
+
+
+def test_the_tuned_copy_gives_captums_maps_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    net = _Stem().eval()
+    nn.init.normal_(net.bn.running_mean)
+    tuned = gradient_copy(net)
+    assert isinstance(tuned.conv1, StemConv3d) and not isinstance(tuned.conv2, StemConv3d)  # 8 channels in
+    assert isinstance(net.conv1, nn.Conv3d) and net.conv1.weight.requires_grad  # the user's model as it was
+    assert gradient_copy(net) is tuned  # made once per model
+    x = torch.randn(1, 1, 20, 18, 16)
+    x[..., :8] = 0.5  # a constant background: ties in the max pooling, to be broken as the model breaks them
+    x.requires_grad_(True)
+    for method in (ca.Saliency, ca.InputXGradient):
+        ours, theirs = (
+            method(tuned).attribute(x, target=2).detach(),
+            method(net).attribute(x, target=2).detach(),
+        )
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * float(theirs.abs().max()))
+    ig = ca.IntegratedGradients(tuned).attribute(x, target=1, n_steps=8).detach()
+    np.testing.assert_allclose(
+        ig,
+        ca.IntegratedGradients(net).attribute(x, target=1, n_steps=8).detach(),
+        rtol=1e-4,
+        atol=1e-5 * float(ig.abs().max()),
+    )
+    # without a stem (or as TorchScript) there is nothing to tune
+    assert gradient_copy(nn.Sequential(nn.Conv3d(8, 2, 3))) is None
+    assert gradient_copy(torch.jit.script(nn.Sequential(nn.Conv3d(1, 2, 3)))) is None
+
+
+def test_device_auto_is_the_cpu_here_and_a_missing_gpu_is_a_clear_error():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto")
+    assert resolve_device("CPU").type == "cpu"
+    with pytest.raises(InputError, match="device must be one of auto"):
+        resolve_device("tpu")
+    with pytest.raises(InputError, match="device must be one of auto"):
+        resolve_device("gpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    else:
+        with pytest.raises(InputError, match="CUDA GPU"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    net = nn.Conv3d(1, 1, 3)
+    assert on_device(net, torch.device("cpu")) is net
+
+
+def test_explain_records_the_device_and_refuses_a_missing_one(small_classifier):
+    from napari_mlmi_interp.explain import explain
+
+    model, vol = small_classifier
+    result = explain(vol, model, "saliency", target=1, device="cpu")
+    assert result.provenance["device"] == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU"):
+            explain(vol, model, "saliency", target=1, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA GPU (the device machine)")
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "occlusion", "gradcam"])
+def test_a_run_on_the_gpu_gives_the_cpu_map(small_classifier, method):
+    from napari_mlmi_interp.explain import explain
+
+    model, vol = small_classifier
+    params = {"integrated_gradients": {"n_steps": 8}, "occlusion": {"window": 4, "stride": 2}}.get(method)
+    cpu = explain(vol, model, method, target=1, params=params, device="cpu")
+    gpu = explain(vol, model, method, target=1, params=params, device="cuda")
+    assert gpu.provenance["device"].startswith("cuda") and cpu.provenance["device"] == "cpu"
+    scale = float(np.abs(cpu.model_map).max())
+    np.testing.assert_allclose(gpu.model_map, cpu.model_map, rtol=1e-3, atol=1e-4 * scale)
+    assert next(model.module.parameters()).device.type == "cpu"  # the user's model stayed put
+
+
+@pytest.fixture(scope="module")
+def small_classifier():
+    from napari_mlmi_interp.io.volume import Geometry, Volume
+    from napari_mlmi_interp.models import load_model
+    from napari_mlmi_interp.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    net = _Stem().eval()
+    spec = ModelSpec.from_dict(
+        {
+            "name": "stem",
+            "task": "classification",
+            "classes": ["a", "b", "c"],
+            "normalization": {"kind": "none"},
+            "cam_layers": ["conv2"],
+        }
+    )
+    vol = Volume(
+        np.random.default_rng(0).normal(size=(12, 14, 16)).astype(np.float32),
+        Geometry((12, 14, 16), (1, 1, 1), (0, 0, 0)),
+    )
+    return load_model(spec, module=net), vol
