@@ -143,7 +143,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 128])
     parser.add_argument("--quick", action="store_true", help="32³ only (a smoke test)")

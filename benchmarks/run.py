@@ -148,6 +148,7 @@ def plugin(s: dict, method: str, params: dict, budget_mb: float):
         params=params,
         model_input=s["mi"],
         memory_budget_mb=budget_mb,
+        device="cpu",  # Captum and MONAI run on the CPU here: so does the plugin
     )
 
 
@@ -388,8 +389,6 @@ def run(cfg: dict) -> dict:
 
             # Occlusion at the same output resolution (a map per voxel)
             if size in cfg["occlusion_sizes"][model_name]:
-                w, st = cfg["occlusion"][model_name]
-                w, st = w * size // cfg["sizes"][0], st * size // cfg["sizes"][0]
                 rows += occlusion_rows(s, cfg, base, size, fwd)
             del s
 

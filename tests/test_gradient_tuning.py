@@ -129,6 +129,50 @@ def test_a_run_on_the_gpu_gives_the_cpu_map(small_classifier, method):
     assert next(model.module.parameters()).device.type == "cpu"  # the user's model stayed put
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA GPU (the device machine)")
+def test_a_segmenter_and_coarse_to_fine_on_the_gpu_give_the_cpu_maps(small_classifier):
+    """The paths that keep CPU state: the segmentation kept from the run's own pass, the blend."""
+    from napari_mlmi_interp.explain import explain
+    from napari_mlmi_interp.models import load_model
+    from napari_mlmi_interp.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    seg = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 2, 3, padding=1)).eval()
+    spec = {"name": "seg", "task": "segmentation", "classes": ["bg", "fg"], "normalization": {"kind": "none"}}
+    segmenter = load_model(ModelSpec.from_dict(spec), module=seg)
+    _, vol = small_classifier
+    roi = np.zeros(vol.shape, np.uint8)
+    roi[3:8, 4:9, 5:10] = 1
+    for method, params in (("saliency", None), ("occlusion", {"window": 4, "stride": 2})):
+        cpu = explain(vol, segmenter, method, target="fg", roi=roi, params=params, device="cpu")
+        gpu = explain(vol, segmenter, method, target="fg", roi=roi, params=params, device="cuda")
+        scale = float(np.abs(cpu.model_map).max())
+        np.testing.assert_allclose(gpu.model_map, cpu.model_map, rtol=1e-3, atol=1e-4 * scale)
+        assert gpu.prediction.computed == cpu.prediction.computed
+    model, vol = small_classifier
+    c2f = {"window": 4, "stride": 2, "strategy": "coarse_to_fine"}
+    cpu = explain(vol, model, "occlusion", target=1, params=c2f, device="cpu")
+    gpu = explain(vol, model, "occlusion", target=1, params=c2f, device="cuda")
+    np.testing.assert_allclose(
+        gpu.model_map, cpu.model_map, rtol=1e-3, atol=1e-4 * float(np.abs(cpu.model_map).max())
+    )
+
+
+def test_a_changed_model_gets_a_new_tuned_copy():
+    """Weights changed in place after a run (a randomisation test does that) are the ones explained."""
+    torch.manual_seed(0)
+    net = _Stem().eval()
+    first = gradient_copy(net)
+    assert gradient_copy(net) is first
+    with torch.no_grad():
+        net.conv1.weight.normal_()
+    second = gradient_copy(net)
+    assert second is not first
+    torch.testing.assert_close(second.conv1.weight, net.conv1.weight)
+    net.train()
+    assert gradient_copy(net) is not second and gradient_copy(net).training
+
+
 @pytest.fixture(scope="module")
 def small_classifier():
     from napari_mlmi_interp.io.volume import Geometry, Volume

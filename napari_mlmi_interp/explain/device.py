@@ -72,10 +72,9 @@ def full_precision(dev: Any) -> Iterator[None]:
     if getattr(dev, "type", "cpu") != "cuda":
         yield
         return
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            yield
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:  # only the TF32 switches: the user's cuDNN settings (deterministic, benchmark) stay
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

@@ -101,13 +101,11 @@ def explain(
     Parameters
     ----------
     target : int or str, optional
-        A class index or name (ignoring case and punctuation; a unique prefix will do). Default:
-        the predicted class; segmentation (score: the sum or mean of the class's logits in the
-        ROI, ``roi_reduce``): ``roi_label``, else class 1.
+        A class index or name (a unique prefix will do); default the predicted class, for a
+        segmenter ``roi_label``, else class 1 (its score: ``roi_reduce`` of its logits in the ROI).
     roi : array or Volume, optional
-        Segmentation only: a native-grid mask (nearest neighbour onto the model grid); default:
-        the model's own segmentation of ``roi_label``, else of the target. Given, no separate
-        prediction runs (``Prediction.computed`` says whether the method's own pass gave one).
+        Segmentation only: a native-grid mask (default: the model's own segmentation of
+        ``roi_label``, else of the target); given, no separate prediction runs.
     roi_label : int or str, optional
         Segmentation, without ``roi``: the ROI is the model's own segmentation of this class.
     region : array or Volume, optional
@@ -117,28 +115,25 @@ def explain(
     cancel : CancelToken, optional
         Set it from any thread to stop within one batch (:class:`Cancelled` is raised).
     cache : ResultCache, optional
-        Reuse and store results (same model, preprocessed input, method, parameters, target).
+        Reuse and store results (same model, input, method, parameters and target).
     memory_budget_mb : float, optional
         Budget for ``"auto"`` internal batch sizes (default: a quarter of free memory).
     tuning : {"auto", "off"}
-        ``"auto"``: perturbation methods on a CPU run a channels-last copy of a 3D CNN, and
-        autograd-only gradient methods a copy with a faster stem-convolution backward (:mod:`.tuning`).
+        ``"auto"``: the execution tuning measured to pay off on a CPU (:mod:`.tuning`).
     device : str
-        ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``:
-        where the method runs (:mod:`.device`); the map always comes back to the CPU.
+        ``"auto"`` (a CUDA GPU when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (:mod:`.device`).
 
     Raises
     ------
     InputError
-        Unknown method, parameter or class; a bad ROI, region or tuning; a layer method on a
-        model without ``cam_layers`` (all before any cache lookup).
+        Unknown method, parameter, class or device; a bad ROI, region or tuning; a layer method
+        on a model without ``cam_layers`` (all before any cache lookup).
     Cancelled
         When the token was set.
     """
     m, masks = get_method(method), (roi, roi_label)
     p = _checked_request(m, volume, model, params, roi=masks, reduce=roi_reduce, region=region, tuning=tuning)
-    dev = resolve_device(device)
-    layer, clock = _resolve_layer(m, model), _Clock()
+    layer, clock, dev = _resolve_layer(m, model), _Clock(), resolve_device(device)
     pre, mi = _prepare_input(volume, model, model_input)
     grid_region = _map_region(region, volume, pre, mi)
     clock.lap("preprocess")
@@ -158,8 +153,7 @@ def explain(
     )  # fmt: skip
     clock.lap("attribute")
     prediction = prediction or _prediction_from_run(volume, model, mi, run)
-    result = _assemble(volume, model, pre, mi, m, resolved, run, prediction, grid_region, clock)
-    result.region = None if region is None else native_mask(region, volume, "region") > 0
+    result = _assemble(volume, model, pre, mi, m, resolved, run, prediction, grid_region, clock, region)
     if key is not None:
         store_in_cache(cache, key, result)
     return result
@@ -375,8 +369,10 @@ def _assemble(
     prediction: Prediction,
     grid_region: np.ndarray | None,
     clock: _Clock,
+    region: np.ndarray | Volume | None = None,
 ) -> Explanation:
-    """The map mapped back onto the scan's grid, with its prediction, warnings and provenance."""
+    """The map mapped back onto the scan's grid, with its prediction, warnings, provenance and
+    the occlusion ``region`` (native grid) it was restricted to."""
     a = run.attribution
     converged = convergence_warning(
         m,
@@ -412,6 +408,7 @@ def _assemble(
         result.provenance["method_run"] = dict(a.details)
     if a.endpoints is not None:
         result.provenance["completeness"] = completeness_summary(a.delta, a.endpoints)
+    result.region = None if region is None else native_mask(region, volume, "region") > 0
     return result
 
 

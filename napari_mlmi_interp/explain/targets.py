@@ -214,6 +214,8 @@ def reference_labels(module: Any, reference: Any, n_classes: int) -> Any:
             super().__init__()
             self.inner = module
             self.labels: np.ndarray | None = None
+            # a buffer: a copy of the model on a GPU (:mod:`.device`) compares on its device
+            self.register_buffer("reference", reference, persistent=False)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             out = self.inner(x)
@@ -222,8 +224,8 @@ def reference_labels(module: Any, reference: Any, n_classes: int) -> Any:
                 and isinstance(out, torch.Tensor)
                 and out.ndim >= 2
                 and out.shape[:2] == (1, n_classes)
-                and x.shape == reference.shape
-                and torch.equal(x.detach(), reference)
+                and x.shape == self.reference.shape
+                and torch.equal(x.detach(), self.reference)
             ):
                 with torch.no_grad():
                     scores = out[0].detach()

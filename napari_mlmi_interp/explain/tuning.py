@@ -63,17 +63,18 @@ def gradient_copy(module: Any) -> Any | None:
     """A copy of ``module`` (cached) whose stem convolutions' input gradient is
     :func:`.stem_grad.stem_input_grad`.
 
-    None when it has no such convolution, or cannot be copied (TorchScript): run as given.
+    None when it has no such convolution, or cannot be copied (TorchScript): run as given. The
+    copy is remade when the model's weights or train/eval flags change (:func:`_fingerprint`);
+    forward hooks registered on a replaced convolution are not carried over.
     """
-    import torch
-
     from .stem_grad import StemConv3d
 
     try:
-        if module in _GRADIENT_COPIES:
-            return _GRADIENT_COPIES[module]
+        cached = _GRADIENT_COPIES.get(module)
     except TypeError:  # not weakly referenceable
         return None
+    if cached is not None and cached[0] == _fingerprint(module):
+        return cached[1]
     if not any(_is_stem(m) for m in module.modules()):
         return None
     try:
@@ -86,10 +87,21 @@ def gradient_copy(module: Any) -> Any | None:
         if name and _is_stem(m):
             parent, _, leaf = name.rpartition(".")
             setattr(tuned.get_submodule(parent) if parent else tuned, leaf, StemConv3d(m))
-    if isinstance(tuned, torch.nn.Conv3d):  # the model is the convolution itself
+    if _is_stem(tuned):  # the model is the convolution itself
         tuned = StemConv3d(tuned)
-    _GRADIENT_COPIES[module] = tuned
+    _GRADIENT_COPIES[module] = (_fingerprint(module), tuned)
     return tuned
+
+
+def _fingerprint(module: Any) -> tuple:
+    """What a copy must match: the train/eval flags and every parameter and buffer (identity and
+    in-place version), so weights changed after the copy was made (a randomisation test, a
+    ``load_state_dict``) make a new copy instead of explaining the old model."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return (
+        tuple(m.training for m in module.modules()),
+        tuple((id(t), t._version) for t in tensors),
+    )
 
 
 def _is_stem(m: Any) -> bool:

@@ -161,9 +161,11 @@ class IncrementalOcclusion:
             raise NotIncremental(
                 f"the model cannot be traced for incremental occlusion ({type(exc).__name__})"
             ) from None
-        if not any(m.training for m in self.gm.modules()):
+        calls = [n.target for n in self.gm.graph.nodes if n.op == "call_module"]
+        if not any(m.training for m in self.gm.modules()) and len(calls) == len(set(calls)):
             # batch norms folded into the convolutions before them (torch.fx's own pass): one
-            # pass less over every patch; the same function up to float rounding
+            # pass less over every patch; the same function up to float rounding. Not when a
+            # module is called twice: the pass would fold one call's norm into both
             from torch.fx.experimental.optimization import fuse
 
             self.gm = fuse(self.gm, no_trace=True)

@@ -281,8 +281,10 @@ def _timed_choice(inner: torch.nn.Module, x: torch.Tensor, w: int, p: dict, info
 
     try:
         inc = IncrementalOcclusion(inner, x.detach())
-    except NotIncremental:
-        return "full"  # the incremental branch says why
+    except NotIncremental as exc:
+        if info is not None:
+            info["note"] = f"{exc}: ran Captum's full occlusion (the same map)"
+        return "full"
     batch = max(1, int(p["perturbations_per_eval"]))
     shape = tuple(int(n) for n in x.shape[2:])
     window = tuple(min(w, n) for n in shape)
@@ -332,7 +334,7 @@ def _coarse_to_fine(
     if hasattr(module, "total"):
         module.total = getattr(module, "done", 0) + planned
     fine = torch.zeros_like(x)
-    refined = torch.zeros(shape, dtype=torch.bool)
+    refined = torch.zeros(shape, dtype=torch.bool, device=x.device)
     for box in boxes:
         fine[(slice(None), slice(None), *box)] = _occlude(module, x, target, box, w, s, p)
         refined[box] = True
