@@ -18,9 +18,10 @@ __all__ = ["FeatureAblation", "Occlusion", "supervoxels"]
 
 
 def _windows(params: dict[str, Any], shape: tuple[int, ...], factor: int = 1) -> int:
-    """Captum's number of windows: ``ceil((n - w) / s) + 1`` per axis, the last ones cut."""
-    w, s = params["window"] * factor, params["stride"] * factor
-    return math.prod(math.ceil((n - min(w, n)) / s) + 1 for n in shape)
+    """Captum's number of windows (:func:`.occlusion.occlusion_windows`), windows ``factor`` times larger."""
+    from .occlusion import occlusion_windows
+
+    return occlusion_windows(tuple(shape), int(params["window"]) * factor, int(params["stride"]) * factor)
 
 
 class Occlusion(Method):
@@ -43,7 +44,8 @@ class Occlusion(Method):
     description = (
         "score drop when a 3D window is replaced by the baseline (Zeiler & Fergus 2014); "
         "strategy 'incremental' recomputes only what each window changes, the same map as "
-        "'full' ('auto', the default: incremental on a CPU, full on a GPU); 'coarse_to_fine' "
+        "'full' ('auto', the default: incremental on a CPU, the faster of the two on a GPU); "
+        "'coarse_to_fine' "
         "approximates it, refining only where a coarse pass found signal"
     )
     batch_param = "perturbations_per_eval"
