@@ -13,7 +13,7 @@ Subclasses that replace a ``ValueError`` also derive from it, so callers that ca
 
 from __future__ import annotations
 
-__all__ = ["InputError", "MlmiError"]
+__all__ = ["Cancelled", "InputError", "MlmiError"]
 
 
 class MlmiError(Exception):
@@ -28,4 +28,11 @@ class InputError(MlmiError, ValueError):
     >>> err = InputError("top-k percent must be in (0, 100], got 0")
     >>> isinstance(err, MlmiError), isinstance(err, ValueError)
     (True, True)
+    """
+
+
+class Cancelled(Exception):
+    """Raised at the next check once a job's cancel token is set (a model batch, a download).
+
+    Not an :class:`MlmiError`: nothing went wrong, the user asked to stop.
     """

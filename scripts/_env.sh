@@ -10,8 +10,9 @@ EXTRAS="${1:-}"
 APT_PACKAGES="xvfb xauth libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcb-cursor0 \
 libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-randr0 libxcb-render-util0 \
 libxcb-shape0 libxcb-xfixes0 libdbus-1-3 libfontconfig1"
-# dciodvfy (dicom3tools) lets the tests validate the DICOM Structured Reports the study writes
-if [ "$EXTRAS" = "test" ]; then APT_PACKAGES="$APT_PACKAGES dicom3tools"; fi
+# dciodvfy (dicom3tools) lets the tests validate the DICOM Structured Reports the study writes;
+# Orthanc with its DICOMweb plugin is the real PACS the DICOMweb tests start (no system service)
+if [ "$EXTRAS" = "test" ]; then APT_PACKAGES="$APT_PACKAGES dicom3tools orthanc orthanc-dicomweb"; fi
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in $APT_PACKAGES; do

@@ -7,8 +7,9 @@ skipped while loading, what a careful user must know about a prediction or a map
 
 One module per command group, each registering its subcommands with ``add_parser(sub)``:
 :mod:`.scans` (info, convert, sample), :mod:`.models` (models, predict, methods),
-:mod:`.explain`, :mod:`.evaluate`, :mod:`.cohort` (batch, report), :mod:`.study` (ratings, study)
-and :mod:`.viewer` (view, demo); :mod:`._common` and :mod:`._params` hold what they share.
+:mod:`.explain`, :mod:`.evaluate`, :mod:`.cohort` (batch, report), :mod:`.study` (ratings, study),
+:mod:`.pacs` (pacs search, pacs store) and :mod:`.viewer` (view, demo); :mod:`._common` and
+:mod:`._params` hold what they share.
 
 Exit status: 0 done; 1 ``batch`` with failed cases; 2 a user error (one line); 70 an internal
 error (``EX_SOFTWARE``: a bug in this package, to report); 130 interrupted (Ctrl-C).
@@ -24,7 +25,7 @@ import warnings
 from .. import __version__
 from ..errors import MlmiError
 from ..io import LoadWarning
-from . import cohort, evaluate, explain, models, scans, study, viewer
+from . import cohort, evaluate, explain, models, pacs, scans, study, viewer
 from ._common import CliError
 
 __all__ = ["EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "CliError", "build_parser", "main"]
@@ -34,7 +35,7 @@ EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): an internal software error
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 # in the order `mlmi-interp --help` lists the commands
-_GROUPS = (scans, models, explain, evaluate, cohort, study, viewer)
+_GROUPS = (scans, models, explain, evaluate, cohort, study, pacs, viewer)
 
 
 def build_parser() -> argparse.ArgumentParser:

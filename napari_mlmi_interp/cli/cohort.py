@@ -89,6 +89,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             anonymise=args.anonymise,
             progress=_progress(bar, []),
             evidence=args.evidence,
+            store=args.store,
         )
     finally:
         bar.close()
@@ -119,7 +120,12 @@ def _add_batch_parser(sub: Any) -> None:
         help="explain every scan of a folder or CSV manifest on Dask workers: NIfTI maps in each "
         "case's geometry, metrics, a summary CSV/Parquet",
     )
-    p.add_argument("input", metavar="INPUT", help="a folder of scans or a CSV manifest (scan[, roi, label])")
+    p.add_argument(
+        "input",
+        metavar="INPUT",
+        help="a folder of scans, a CSV manifest (scan[, roi, label]; a scan may be a DICOMweb URL), "
+        "or one DICOMweb study or series URL",
+    )
     p.add_argument("--model", required=True, metavar="NAME_OR_PATH")
     p.add_argument("--method", required=True, action="append", help="repeat for several methods")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -149,6 +155,17 @@ def _add_batch_parser(sub: Any) -> None:
         "--dicom-keep-identity",
         action="store_true",
         help="like --dicom, with the source's patient name, ID and birth date (for filing into a PACS)",
+    )
+    p.add_argument(
+        "--store",
+        nargs="?",
+        const="source",
+        default=None,
+        metavar="DICOMWEB_URL",
+        help="send the DICOM objects (implies --dicom) into each case's source study by STOW-RS: to the "
+        "DICOMweb server the case was read from, or to the server given, with the study's patient identity "
+        "(they are filed beside its images); a case is done only when "
+        "every object is stored (credentials: MLMI_DICOMWEB_TOKEN or _USER/_PASSWORD, or the config file)",
     )
     p.add_argument(
         "--anonymise",

@@ -35,7 +35,9 @@ from ..framework.evidence import LOCALIZATION_FIGURES
 from ..framework.evidence.effort import EFFORTS
 from ..framework.evidence.from_model import MODEL_FIGURES
 from ..framework.settings import DEFAULT_TOLERANCE_MM, DEFAULT_TOPK_PERCENT
+from ..io.dicomweb.url import parse_url
 from .manifest import Case, read_cases
+from .to_dicom import SOURCE_SERVER, ExportRequest, export_to_dicom
 
 __all__ = ["BatchResult", "case_inputs", "run_batch", "run_case"]
 
@@ -103,6 +105,7 @@ def run_case(
     dicom: bool = False,
     keep_identity: bool = False,
     evidence: str | None = None,
+    store: str | None = None,
 ) -> dict[str, Any]:
     """Explain one case with every method; returns its record (also written as ``case.json``).
 
@@ -112,7 +115,10 @@ def run_case(
 
     With ``dicom`` and a DICOM source, each map is also written into the source study
     (:func:`~napari_mlmi_interp.export.export_dicom`: derived series, Parametric Map, SEG of
-    the top-k % region) under ``dicom/<method>/``.
+    the top-k % region) under ``dicom/<method>/``. With ``store`` (``"source"``: the DICOMweb
+    server the scan was read from, or a DICOMweb URL) those objects are also sent into the
+    source study (STOW-RS, :func:`~napari_mlmi_interp.export.store_export`); the case is done
+    only when every object is stored (else it fails with what was and was not stored).
     """
     from ..explain import explain
 
@@ -141,9 +147,11 @@ def run_case(
             scoring = _Scoring(percent, tolerance_mm, evidence, record.setdefault("notes", []))
             evidence_ = _score(result, roi, volume, scoring, loaded)
             sidecar = _sidecar(result, evidence_, map_path)
-            if dicom and volume.references.get("SOPInstanceUIDs"):
-                export = _ExportRequest(folder / "dicom" / method, method, percent, keep_identity)
-                sidecar["dicom"] = _export_dicom(result, volume, export, sources, record)
+            if (dicom or store) and volume.references.get("SOPInstanceUIDs"):
+                export = ExportRequest(folder / "dicom" / method, method, percent, keep_identity, store)
+                sidecar["dicom"] = export_to_dicom(result, volume, export, sources, record)
+            elif store and method == methods[0]:
+                record["notes"].append("not stored: the scan is not a DICOM series")
             _write_json(folder / f"{method}.json", _for_disk(sidecar, case))
             record["methods"][method] = _method_record(result, map_path, sidecar, evidence_)
         record.update(status="ok", seconds=round(time.perf_counter() - started, 3), worker_pid=os.getpid())
@@ -245,46 +253,6 @@ def _sidecar(result: Any, evidence: Any, map_path: Path) -> dict[str, Any]:
     return sidecar
 
 
-@dataclass(frozen=True)
-class _ExportRequest:
-    """Where and how one method's map goes into the source study."""
-
-    folder: Path
-    method: str
-    percent: float
-    keep_identity: bool
-
-
-def _export_dicom(
-    result: Any, volume: Any, request: _ExportRequest, sources: dict[str, Any], record: dict[str, Any]
-) -> dict[str, Any]:
-    """The map written into the source study; what was written, or why not (also a note).
-
-    ``sources`` caches the source headers across methods (read on the first success).
-    """
-    from ..export import ExportError, export_dicom, source_datasets
-
-    try:
-        if "datasets" not in sources:
-            sources["datasets"] = source_datasets(volume)
-        exported = export_dicom(
-            result.native,
-            volume,
-            request.folder,
-            method=request.method,
-            target=str(result.target.get("name", "")),
-            percent=request.percent,
-            keep_identity=request.keep_identity,
-            sources=sources["datasets"],
-        )
-    except ExportError as exc:  # the maps stand; the DICOM copy says why it is missing
-        record.setdefault("notes", []).append(f"{request.method}: no DICOM export ({exc})")
-        return {"error": str(exc)}
-    out = {k: v for k, v in exported.items() if k != "derived_series"}
-    out["derived_series"] = str(request.folder / "derived")
-    return out
-
-
 def _method_record(result: Any, map_path: Path, sidecar: dict[str, Any], evidence: Any) -> dict[str, Any]:
     """What the case's record (and the summary) keeps of one method's run."""
     return {
@@ -357,6 +325,7 @@ def run_batch(
     anonymise: bool = False,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
     evidence: str | None = None,
+    store: str | None = None,
 ) -> BatchResult:
     """Explain every case of ``source`` with ``model`` and each of ``methods``.
 
@@ -373,6 +342,9 @@ def run_batch(
     dicom : bool
         Also write each map of a DICOM case into its source study (see :func:`run_case`),
         with the patient pseudonymised unless ``keep_identity``.
+    store : str, optional
+        Send each DICOM case's objects back into its study (implies ``dicom``): ``"source"``
+        for the DICOMweb server the case was read from, or a DICOMweb root URL.
     evidence : {'full', 'quick', 'brief'}, optional
         Also compute the model figures of every map (see :func:`run_case`): minutes per map.
     anonymise : bool
@@ -387,6 +359,7 @@ def run_batch(
     """
     started = time.perf_counter()
     _check_model_and_methods(model, methods)
+    store = _checked_store(store)
     out_dir = Path(out)
     (out_dir / "cases").mkdir(parents=True, exist_ok=True)
     cases = read_cases(source, masks=masks)
@@ -396,15 +369,10 @@ def run_batch(
     for key in skipped:  # done before: counted first
         counter.done(records[key])
     kwargs = {
-        "model": model,
-        "methods": list(methods),
-        "out": str(out_dir),
-        "target": target,
-        "params": params or {},
-        "percent": percent,
-        "tolerance_mm": tolerance_mm,
-        "dicom": dicom,
+        **dict(model=model, methods=list(methods), out=str(out_dir), target=target, params=params or {}),
+        **dict(percent=percent, tolerance_mm=tolerance_mm, dicom=dicom or store is not None),
         "keep_identity": keep_identity,
+        **({"store": store} if store else {}),
         **({"evidence": _checked_effort(evidence)} if evidence is not None else {}),
     }
     _write_config(out_dir, cases, kwargs)
@@ -418,6 +386,11 @@ def run_batch(
     result = BatchResult(ordered, skipped, seconds=time.perf_counter() - started, workers=n_workers)
     result.summary_csv, result.summary_parquet = write_summary(ordered, methods, out_dir, anonymise=anonymise)
     return result
+
+
+def _checked_store(store: str | None) -> str | None:
+    """``store`` as given (None or ``"source"``), or its DICOMweb URL parsed: a wrong URL fails here, once."""
+    return store if store in (None, SOURCE_SERVER) else str(parse_url(str(store)))
 
 
 def _check_model_and_methods(model: str, methods: list[str]) -> None:

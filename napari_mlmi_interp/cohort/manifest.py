@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.dicomweb.url import is_dicomweb_url, parse_url
 from ..io.formats import IMAGE_SUFFIXES, image_suffix
 from ..io.pseudonym import pseudonymize
 
@@ -24,7 +25,7 @@ class Case:
     """
 
     key: str
-    scan: Path
+    scan: Path | str  # a path, or a DICOMweb study/series URL (a str)
     roi: Path | None = None
     label: str | None = None
 
@@ -33,9 +34,14 @@ class Case:
         return str(self.scan)
 
 
-def _case(scan: Path, roi: Path | None, label: str | None) -> Case:
-    scan = scan.resolve()
+def _case(scan: Path | str, roi: Path | None, label: str | None) -> Case:
+    scan = str(parse_url(scan)) if isinstance(scan, str) else scan.resolve()
     return Case(pseudonymize("batch-input", str(scan)), scan, roi.resolve() if roi else None, label)
+
+
+def _scan(folder: Path, text: str) -> Path | str:
+    """A manifest's ``scan`` cell: a DICOMweb URL as it is, a path relative to the manifest."""
+    return text if is_dicomweb_url(text) else folder / text
 
 
 def _stem(path: Path) -> str:
@@ -43,9 +49,12 @@ def _stem(path: Path) -> str:
     return path.name[: -len(suffix)] if suffix else path.name
 
 
-def _find_mask(masks: Path, scan: Path) -> Path | None:
-    """``<stem>.<ext>``, ``<stem>_mask.<ext>``, ``<stem>_roi.<ext>`` or ``<stem>_seg.<ext>`` in ``masks``."""
-    stem = _stem(scan)
+def _find_mask(masks: Path, scan: Path | str) -> Path | None:
+    """``<stem>.<ext>``, ``<stem>_mask.<ext>``, ``<stem>_roi.<ext>`` or ``<stem>_seg.<ext>`` in ``masks``.
+
+    A DICOMweb scan's stem is its last UID (the series', or the study's).
+    """
+    stem = str(scan).rstrip("/").rsplit("/", 1)[-1] if isinstance(scan, str) else _stem(scan)
     for name in (stem, f"{stem}_mask", f"{stem}_roi", f"{stem}_seg"):
         for suffix in IMAGE_SUFFIXES:
             candidate = masks / f"{name}{suffix}"
@@ -59,18 +68,23 @@ def read_cases(source: str | os.PathLike[str], *, masks: str | os.PathLike[str] 
 
     Parameters
     ----------
-    source : path-like
+    source : path-like or str
         A folder: every image file (NIfTI, MHA/MHD, NRRD) in it, and every sub-folder (a
         DICOM series or study), is one case. Or a CSV manifest with a ``scan`` column and
-        optional ``roi`` (a mask) and ``label`` columns; relative paths are relative to the CSV.
+        optional ``roi`` (a mask) and ``label`` columns; relative paths are relative to the CSV,
+        and a ``scan`` may be a DICOMweb study or series URL. Or one DICOMweb study or series
+        URL: one case.
     masks : path-like, optional
         A folder of ROI masks matched to scans by file name (``<stem>``, ``<stem>_mask``,
         ``<stem>_roi`` or ``<stem>_seg``); a manifest's ``roi`` column wins.
     """
-    src = Path(source)
     mask_dir = Path(masks) if masks else None
     if mask_dir is not None and not mask_dir.is_dir():
         raise InputError(f"{mask_dir}: the masks folder does not exist")
+    if is_dicomweb_url(source):
+        scan = str(source)
+        return [_case(scan, _find_mask(mask_dir, scan) if mask_dir is not None else None, None)]
+    src = Path(source)
     cases: list[Case] = []
     if src.is_file() and src.suffix.lower() == ".csv":
         with src.open(newline="", encoding="utf-8-sig") as fh:
@@ -80,7 +94,7 @@ def read_cases(source: str | os.PathLike[str], *, masks: str | os.PathLike[str] 
             for i, row in enumerate(reader, start=2):
                 if not (row.get("scan") or "").strip():
                     raise InputError(f"{src}, line {i}: empty 'scan'")
-                scan = src.parent / row["scan"].strip()
+                scan = _scan(src.parent, row["scan"].strip())
                 roi = src.parent / row["roi"].strip() if (row.get("roi") or "").strip() else None
                 if roi is None and mask_dir is not None:
                     roi = _find_mask(mask_dir, scan)

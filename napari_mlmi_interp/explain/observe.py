@@ -11,13 +11,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import Cancelled  # raised inside the model's forward when the run is cancelled
+
 __all__ = ["CancelToken", "Cancelled", "ProgressCallback", "observed"]
 
 ProgressCallback = Callable[[int, int], None]
-
-
-class Cancelled(Exception):
-    """Raised inside the model's forward when the run is cancelled."""
 
 
 class CancelToken:

@@ -1,7 +1,17 @@
-"""Exports in the source's geometry: DICOM derived series, Parametric Map and SEG."""
+"""Exports in the source's geometry: DICOM derived series, Parametric Map and SEG; STOW-RS back to a PACS."""
 
 from __future__ import annotations
 
 from .dicom import ExportError, export_dicom, source_datasets
+from .stow import StoreError, describe_store, export_and_store, store_export, store_files
 
-__all__ = ["ExportError", "export_dicom", "source_datasets"]
+__all__ = [
+    "ExportError",
+    "StoreError",
+    "describe_store",
+    "export_and_store",
+    "export_dicom",
+    "source_datasets",
+    "store_export",
+    "store_files",
+]

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from .dicom import find_dicom_files, is_dicom_file, read_dicom
+from .dicomweb.url import is_dicomweb_url
 from .errors import LoadError, LoadWarning
 from .formats import IMAGE_SUFFIXES, image_suffix, read_image, save
 from .mask import binary_mask
@@ -29,6 +30,7 @@ __all__ = [
     "Volume",
     "binary_mask",
     "can_load",
+    "is_dicomweb_url",
     "load",
     "load_warnings",
     "output_stem",
@@ -41,7 +43,12 @@ __all__ = [
 
 
 def can_load(path: str | os.PathLike[str]) -> bool:
-    """Cheap guess whether :func:`load` understands ``path``; never raises, never parses."""
+    """Cheap guess whether :func:`load` understands ``path``; never raises, never parses.
+
+    A DICOMweb URL (``http(s)://...``) counts: whether the server has it is :func:`load`'s to say.
+    """
+    if is_dicomweb_url(path):
+        return True
     try:
         p = Path(path)
         if p.is_dir():
@@ -64,7 +71,10 @@ def load(path: str | os.PathLike[str]) -> list[Volume]:
         A NIfTI (``.nii``, ``.nii.gz``), MetaImage (``.mha``, ``.mhd``) or NRRD
         (``.nrrd``, ``.nhdr``) file; a DICOM folder (searched recursively, every series);
         or any DICOM file (its folder's series are read). A folder without DICOM files
-        but with image files of the formats above loads each of them.
+        but with image files of the formats above loads each of them. Or a DICOMweb
+        study or series URL (``http(s)://HOST/.../studies/<uid>[/series/<uid>]``): its
+        instances are retrieved into a cache and read as a folder
+        (:func:`~napari_mlmi_interp.io.dicomweb.load_url`).
 
     Returns
     -------
@@ -76,6 +86,10 @@ def load(path: str | os.PathLike[str]) -> list[Volume]:
     LoadError
         One sentence naming the file and the problem.
     """
+    if is_dicomweb_url(path):
+        from .dicomweb import load_url
+
+        return load_url(str(path))
     p = Path(path)
     if not p.exists():
         raise LoadError("no such file or folder", p)
