@@ -1,4 +1,4 @@
-"""npe2 reader: DICOM folders/files, NIfTI, MHA/MHD, NRRD -> layers in LPS millimetres."""
+"""npe2 reader: DICOM folders/files, NIfTI, MHA/MHD, NRRD, DICOMweb URLs -> layers in LPS millimetres."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .io import LoadError, LoadWarning, can_load, load
+from .io import LoadError, LoadWarning, can_load, is_dicomweb_url, load
 from .io.dicom import is_dicom_file
 from .io.formats import image_suffix
 
@@ -42,6 +42,8 @@ def get_reader(path: str | list[str]) -> Any:
         if len(path) != 1:
             return None
         path = path[0]
+    if is_dicomweb_url(path):  # a DICOMweb study or series: whether the server has it is load's to say
+        return read_layers
     try:
         p = Path(path)
         if p.is_dir():

@@ -575,17 +575,67 @@ def test_pacs_panel_searches_opens_in_mm_and_sends_an_explanation_back(
         viewer, explanation_layer_data(result, scan_name=scan.name, method_title="Saliency")
     )
     assert panel.heatmap.count() == 1 and panel.send_button.isEnabled()
+    panel.send_selected()
+    wait_while_busy(panel, 120)
+    report = panel.last_store
+    assert report["status"] == "stored", panel.status.text()
+    assert panel.status.text().startswith("Sent: stored in")
     shot = tmp_path / "pacs_widget.png"
     Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(shot)
     pixels = np.asarray(Image.open(shot))[..., :3]
     assert pixels.shape[1] >= 1000 and pixels.std() > 20
     if os.environ.get("MLMI_SCREENSHOT_DIR"):  # docs/images/pacs_widget.png is made this way
         Image.open(shot).save(Path(os.environ["MLMI_SCREENSHOT_DIR"]) / "pacs_widget.png")
-    panel.send_selected()
-    wait_while_busy(panel, 120)
-    report = panel.last_store
-    assert report["status"] == "stored", panel.status.text()
-    assert panel.status.text().startswith("Sent: stored in")
     study_uid = reference[0].references["StudyInstanceUID"]
     listed = _orthanc_series(orthanc, study_uid)
     assert {o["series_instance_uid"] for o in report["objects"]} <= set(listed)
+
+
+def test_pacs_store_command_sends_a_folder_of_exports(orthanc, pacs_env, shared_dicom, tmp_path, capsys):
+    from napari_mlmi_interp.cli import main
+
+    volume, exported = _exported(shared_dicom, tmp_path / "export")
+    assert main(["pacs", "store", orthanc.dicomweb, str(tmp_path / "export"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {"stored": 37, "failed": []}  # 35 derived slices, the Parametric Map, the SEG
+    import pydicom
+
+    listed = _orthanc_series(orthanc, volume.references["StudyInstanceUID"])
+    seg = pydicom.dcmread(exported["segmentation"], stop_before_pixels=True)
+    derived = pydicom.dcmread(exported["derived_series"][0], stop_before_pixels=True)
+    assert listed[str(seg.SeriesInstanceUID)]["modality"] == "SEG"
+    assert listed[str(derived.SeriesInstanceUID)]["instances"] == 35
+    assert main(["pacs", "store", orthanc.dicomweb, str(tmp_path / "nothing-here")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.gui
+def test_napari_opens_a_dicomweb_url_with_the_plugins_reader(
+    make_napari_viewer, orthanc, pacs_env, shared_dicom
+):
+    from napari_mlmi_interp._reader import get_reader
+
+    _, series = _study_of(orthanc, "pd+t2_tse_sag_ISO_1.8mm")
+    assert get_reader(series["url"]) is not None
+    viewer = make_napari_viewer()
+    layers = viewer.open(series["url"], plugin="napari-mlmi-interp")
+    assert [ly.name for ly in layers] == [v.name for v in load(shared_dicom.joinpath(*PDT2))]
+    assert all(str(u) in ("mm", "millimeter") for u in layers[0].units)
+
+
+def test_pacs_benchmark_runs_and_says_how_long_each_open_took(tmp_path, orthanc):
+    import subprocess
+    import sys
+
+    out = tmp_path / "pacs.json"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "pacs.py"), "--repeats", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    numbers = json.loads(out.read_text())
+    assert {"disk_s", "dicomweb_cold_s", "dicomweb_cached_s"} <= set(numbers)
+    assert all(numbers[k] > 0 for k in ("disk_s", "dicomweb_cold_s", "dicomweb_cached_s"))

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._pacs_servers import recent_servers, remember_server
+from ..io.dicomweb import source_url
 from ..overlays.roles import Role, explanation_of, layers_of, scan_for
 from .jobs import JobRunner, describe_error
 
@@ -81,6 +82,9 @@ class PacsWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # room for a store report (one wrapped line per object) below the table's stretch
+        self.status.setMinimumHeight(self.status.fontMetrics().lineSpacing() * 5)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self._layout()
         self.setMinimumWidth(460)  # the table's series, modality, images and date columns in full
         self.jobs = JobRunner(
@@ -241,14 +245,12 @@ class PacsWidget(QWidget):
             add_layer_data(self.viewer, data)
         if empty and volumes:
             show_radiologically(self.viewer, volumes[0])
-        url = volumes[0].metadata.get("dicomweb", "") if volumes else ""
+        url = source_url(volumes[0]) if volumes else None
         if url:
             self._remember(url.split("/studies/")[0])
         notes = load_messages(caught, volumes)
-        names = "".join(f"\n  {v.name}" for v in volumes)
-        self.status.setText(
-            f"Opened {len(volumes)} volumes:{names}" + "".join(f"\nwarning: {n}" for n in notes)
-        )
+        names = "; ".join(v.name for v in volumes)
+        self.status.setText(f"Opened {names}." + "".join(f"\nwarning: {n}" for n in notes))
 
     # -- send back -------------------------------------------------------------------------------------
     def send_selected(self) -> None:
@@ -266,7 +268,7 @@ class PacsWidget(QWidget):
         if explanation is None or volume is None:
             self.status.setText(f"{name}: its scan is no longer open; open it again to send the map.")
             return
-        url = volume.metadata.get("dicomweb") or self._server()
+        url = source_url(volume) or self._server()
         if not url:
             self.status.setText("The scan was not opened from a PACS: give the server to send to.")
             return

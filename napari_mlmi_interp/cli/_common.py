@@ -28,10 +28,31 @@ def _warn(messages: Any) -> None:
 
 
 def _load(path: str) -> list[Volume]:
-    """:func:`load`, with every load warning said once (per series; a folder's note once)."""
-    volumes = load(path)
+    """:func:`load`, with every load warning said once (per series; a folder's note once).
+
+    A DICOMweb URL's retrieval shows a progress bar in instances when stderr is a terminal.
+    """
+    from ..io import is_dicomweb_url
+
+    if is_dicomweb_url(path):
+        from ..io.dicomweb import load_url
+
+        bar = _Bar(_stderr_is_terminal(), "retrieve", "instance")
+        try:
+            volumes = load_url(path, progress=bar)
+        finally:
+            bar.close()
+    else:
+        volumes = load(path)
     _warn(load_warnings(volumes))
     return volumes
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stderr
+        return False
 
 
 def _out_dir(path: str, flag: str) -> Path:
@@ -46,10 +67,7 @@ def _progress_on(args: argparse.Namespace) -> bool:
     """Progress bars: on a terminal only (stderr a TTY), and not with --quiet."""
     if getattr(args, "quiet", False):
         return False
-    try:
-        return bool(sys.stderr.isatty())
-    except (AttributeError, ValueError):  # a closed or replaced stderr
-        return False
+    return _stderr_is_terminal()
 
 
 class _Bar:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MlmiError
+from ..io.dicomweb import source_url
 
 __all__ = ["ExportRequest", "StoreFailed", "export_to_dicom", "store_target"]
 
@@ -49,7 +50,7 @@ def store_target(volume: Any, store: str | None) -> str | None:
     if store is None:
         return None
     if store == SOURCE_SERVER:
-        url = volume.metadata.get("dicomweb")
+        url = source_url(volume)
         if not url:
             raise InputError(
                 "--store without a URL sends to the DICOMweb server the scan came from, but this "

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from .dicom import ExportError, export_dicom, source_datasets
-from .stow import StoreError, describe_store, export_and_store, store_export, store_files
+from .stow import StowError, describe_store, export_and_store, store_export, store_files
 
 __all__ = [
     "ExportError",
-    "StoreError",
+    "StowError",
     "describe_store",
     "export_and_store",
     "export_dicom",

@@ -22,8 +22,8 @@ from ..errors import MlmiError
 from ..io.dicomweb import DicomwebURL, call, connect, parse_url
 
 __all__ = [
-    "StoreError",
     "StoredInstance",
+    "StowError",
     "describe_store",
     "export_and_store",
     "store_export",
@@ -34,7 +34,7 @@ RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
 _FAILED_SOP_SEQUENCE = "FailedSOPSequence"
 
 
-class StoreError(MlmiError, ValueError):
+class StowError(MlmiError, ValueError):
     """Objects cannot be stored: no DICOMweb server to send to, or files of another study."""
 
 
@@ -147,7 +147,7 @@ def store_files(
     datasets = [pydicom.dcmread(str(f)) for f in files]
     others = {str(ds.StudyInstanceUID) for ds in datasets} - {study_uid}
     if others:
-        raise StoreError(f"{len(others)} of the files belong to another study than {study_uid}: not stored")
+        raise StowError(f"{len(others)} of the files belong to another study than {study_uid}: not stored")
     client = connect(url)
     items = [
         StoredInstance(str(f), str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID))
@@ -196,7 +196,7 @@ def store_export(url: str | DicomwebURL, exported: dict[str, Any], **kwargs: Any
     }
     files = [f for group in groups.values() for f in group]
     if not files:
-        raise StoreError("nothing to store: the export wrote no DICOM files")
+        raise StowError("nothing to store: the export wrote no DICOM files")
     items = store_files(url, files, study_uid=str(exported["study_instance_uid"]), **kwargs)
     by_path = {i.path: i for i in items}
     objects = [_object(name, [by_path[str(f)] for f in group]) for name, group in groups.items() if group]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .auth import Credentials, config_path, credentials_for
 from .cache import cache_root, evict
 from .client import DicomwebError, call, connect
-from .retrieve import FetchCancelled, fetch, load_url
+from .retrieve import FetchCancelled, fetch, load_url, source_url
 from .search import search
 from .url import DicomwebURL, is_dicomweb_url, parse_url
 
@@ -32,4 +32,5 @@ __all__ = [
     "load_url",
     "parse_url",
     "search",
+    "source_url",
 ]

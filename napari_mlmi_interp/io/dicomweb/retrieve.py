@@ -23,7 +23,7 @@ from .cache import evict, series_folder, touch
 from .client import DicomwebError, call, connect
 from .url import DicomwebURL, parse_url
 
-__all__ = ["FetchCancelled", "fetch", "load_url"]
+__all__ = ["FetchCancelled", "fetch", "load_url", "source_url"]
 
 Progress = Callable[[int, int], None]
 
@@ -216,3 +216,9 @@ def load_url(url: str | DicomwebURL, *, progress: Progress | None = None, cancel
         warnings.warn(f"{url}: {msg} - skipped", LoadWarning, stacklevel=2)
     volumes[0].warnings.extend(f"{msg} - skipped" for msg in skipped)
     return volumes
+
+
+def source_url(volume: Any) -> str | None:
+    """The DICOMweb series URL ``volume`` was read from (:func:`load_url`), or None."""
+    url = (getattr(volume, "metadata", None) or {}).get("dicomweb")
+    return str(url) if url else None
