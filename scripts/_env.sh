@@ -49,4 +49,7 @@ if [ -n "$EXTRAS" ]; then
 else
   $PIP install -c constraints.txt .
 fi
+# ONNX models (the onnx extra, in the test extras): onnx2torch without its torchvision
+# requirement, which would pull a CUDA build of torch (models/loaders/onnx.py says why)
+if [ "$EXTRAS" = "test" ]; then $PIP install --no-deps "onnx2torch>=1.5"; fi
 export PATH="$VENV/bin:$PATH"

@@ -227,7 +227,10 @@ class ExplainWidget(QWidget):
     def _on_model_changed(self, *_: Any) -> None:
         if self.model.currentData() == FROM_FILE:
             path, _filter = QFileDialog.getOpenFileName(
-                self, "Model spec or weights", "", "Model (*.json *.yaml *.yml *.pt *.pth *.ts)"
+                self,
+                "Model: a spec, weights, .pt2, .onnx, or a MONAI bundle's configs/metadata.json",
+                "",
+                "Model (*.json *.yaml *.yml *.pt *.pth *.ts *.pt2 *.onnx)",
             )
             self.model.setCurrentIndex(0)
             if path:
@@ -261,9 +264,15 @@ class ExplainWidget(QWidget):
     def _fill_methods(self) -> None:
         spec = self._spec()
         has_layer = bool(spec and spec.cam_layers)
+        # a torch.export program runs nn.ReLU as functions: no method that overrides those modules
+        program = spec is not None and (spec.format == "torch_export" or str(spec.weights).endswith(".pt2"))
         current = self.method.currentData()
         methods = sorted(
-            [m for m in list_methods() if has_layer or not m.needs_layer],
+            [
+                m
+                for m in list_methods()
+                if (has_layer or not m.needs_layer) and not (program and m.overrides_nonlinearities)
+            ],
             key=lambda m: (RECOMMENDED.index(m.name) if m.name in RECOMMENDED else len(RECOMMENDED), m.title),
         )
         self.method.blockSignals(True)

@@ -11,9 +11,10 @@ from ._common import QUIET_HELP, CliError, _Bar, _load, _out_dir, _progress_on, 
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..models import available_models
+    from ..models import available_models, resolve_model
 
-    specs = available_models()
+    # given models (a bundle folder, a .pt2, an .onnx, a spec) are loaded: their spec as read
+    specs = [resolve_model(m).spec for m in args.model] if args.model else available_models()
     if args.json:
         print(json.dumps([s.summary() for s in specs], indent=2))
         return 0
@@ -89,18 +90,37 @@ def cmd_methods(args: argparse.Namespace) -> int:
     from ..explain import list_methods
 
     methods = list_methods()
+    model = None
+    if args.model:
+        from ..models import resolve_model
+
+        model = resolve_model(args.model)
+    why = {m.name: (m.unavailable_for(model) if model is not None else None) for m in methods}
     if args.json:
-        print(json.dumps([m.summary() for m in methods], indent=2))
+        rows = [m.summary() for m in methods]
+        if model is not None:
+            for row in rows:
+                row["available"], row["unavailable_because"] = why[row["name"]] is None, why[row["name"]]
+        print(json.dumps(rows, indent=2))
         return 0
     for m in methods:
         sign = "signed" if m.signed else "positive"
-        print(f"{m.name:22s} {m.family:17s} {sign:9s} {', '.join(m.elements)}")
+        line = f"{m.name:22s} {m.family:17s} {sign:9s} {', '.join(m.elements)}"
+        print(line if why[m.name] is None else f"{line}   [not for this model: {why[m.name]}]")
     return 0
 
 
 def add_parser(sub: Any) -> None:
     """Register ``models``, ``predict`` and ``methods`` on the subcommand parsers ``sub``."""
-    p = sub.add_parser("models", help="list built-in and entry-point models")
+    p = sub.add_parser(
+        "models", help="list built-in and entry-point models, or describe the models given (loaded)"
+    )
+    p.add_argument(
+        "model",
+        nargs="*",
+        metavar="MODEL",
+        help="a model name, spec, weights file, MONAI bundle folder, .pt2 or .onnx: its name, task, classes",
+    )
     p.add_argument(
         "--json", action="store_true", help="print a list of {name, task, classes, prototype, ...}"
     )
@@ -127,6 +147,13 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("methods", help="list attribution methods (family, elements served, signedness)")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="also say which methods can explain this model (e.g. not the ones that override nn.ReLU "
+        "on a torch.export program)",
+    )
     p.add_argument(
         "--json", action="store_true", help="print a list of {name, family, elements, signed, ...}"
     )

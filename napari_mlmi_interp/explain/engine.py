@@ -207,6 +207,8 @@ def _checked_request(
     ``roi``: the mask and the ROI label (at most one of them given).
     """
     roi, roi_label = roi
+    if m.overrides_nonlinearities and (why := m.unavailable_for(model)):
+        raise InputError(f"{m.title} {why}")
     _check_roi_label(model, roi, roi_label)
     p = resolve_params(m, params)
     m.check(p)

@@ -154,18 +154,32 @@ def load_model(spec: ModelSpec, *, module: Any = None) -> LoadedModel:
     if not spec.weights:
         raise ModelError(f"model '{spec.name}': the spec names no weights file")
     path = Path(spec.weights)
+    if spec.format == "monai_bundle" or (spec.format == "auto" and path.is_dir()):
+        from .loaders.bundle import build_network, bundle_root, load_bundle_weights
+
+        root = bundle_root(path)
+        if root is not None:
+            weights = load_bundle_weights(root)
+            net = _fitted(build_network(root), load_state_dict(weights), weights, f"the bundle's {root.name}")
+            net.eval()
+            return LoadedModel(spec, net, file_sha256(weights), str(root))
+        if spec.format == "monai_bundle":
+            raise ModelError(f"{path}: not a MONAI bundle (configs/metadata.json and configs/inference.json)")
     if path.is_dir() and spec.format in ("tfjs", "auto") and (path / "model.json").is_file():
         path = path / "model.json"
     if not path.is_file():
         raise ModelError(f"{path}: no such model file (model '{spec.name}')")
     fmt = spec.format
     if fmt == "auto":
-        if path.suffix.lower() == ".json":
-            fmt = "tfjs"
-        else:
-            fmt = "torchscript" if is_torchscript(path) else "state_dict"
+        fmt = _format_of(path)
     if fmt == "tfjs":
         return _load_tfjs(spec, path)
+    if fmt == "torch_export":
+        return _load_exported(spec, path)
+    if fmt == "onnx":
+        from .loaders.onnx import load_onnx
+
+        return LoadedModel(spec, load_onnx(path, spec).eval(), file_sha256(path), str(path))
     if fmt == "torchscript":
         try:
             net = torch.jit.load(str(path), map_location="cpu")
@@ -179,25 +193,69 @@ def load_model(spec: ModelSpec, *, module: Any = None) -> LoadedModel:
                 f"{path}: a state_dict needs an architecture in the spec "
                 "('monai:Name' or 'package.module:Class')"
             )
-        state = load_state_dict(path)
-        net = build_architecture(spec.architecture, spec.architecture_kwargs)
-        # shapes first: load_state_dict raises on a size mismatch even when not strict
-        own = net.state_dict()
-        mismatch = [
-            f"{k} has shape {tuple(v.shape)} in the file but {tuple(own[k].shape)} in the architecture"
-            for k, v in state.items()
-            if k in own and tuple(own[k].shape) != tuple(v.shape)
-        ]
-        fitting = {k: v for k, v in state.items() if k not in own or tuple(own[k].shape) == tuple(v.shape)}
-        result = net.load_state_dict(fitting, strict=False)
-        if result.missing_keys or result.unexpected_keys or mismatch:
-            parts = []
-            if result.missing_keys:
-                parts.append(f"{len(result.missing_keys)} parameters missing (e.g. {result.missing_keys[0]})")
-            if result.unexpected_keys:
-                parts.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
-            parts.extend(mismatch[:1])
-            raise ModelError(f"{path}: the weights do not fit {spec.architecture}: {'; '.join(parts)}")
+        net = _fitted(
+            build_architecture(spec.architecture, spec.architecture_kwargs),
+            load_state_dict(path),
+            path,
+            spec.architecture,
+        )
+    net.eval()
+    return LoadedModel(spec, net, file_sha256(path), str(path))
+
+
+def _fitted(net: Any, state: dict[str, Any], path: Path, architecture: str) -> Any:
+    """``net`` with the weights ``state``; every missing, unexpected or misshapen one named."""
+    # shapes first: load_state_dict raises on a size mismatch even when not strict
+    own = net.state_dict()
+    mismatch = [
+        f"{k} has shape {tuple(v.shape)} in the file but {tuple(own[k].shape)} in the architecture"
+        for k, v in state.items()
+        if k in own and tuple(own[k].shape) != tuple(v.shape)
+    ]
+    fitting = {k: v for k, v in state.items() if k not in own or tuple(own[k].shape) == tuple(v.shape)}
+    result = net.load_state_dict(fitting, strict=False)
+    if result.missing_keys or result.unexpected_keys or mismatch:
+        parts = []
+        if result.missing_keys:
+            parts.append(f"{len(result.missing_keys)} parameters missing (e.g. {result.missing_keys[0]})")
+        if result.unexpected_keys:
+            parts.append(f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[0]})")
+        parts.extend(mismatch[:1])
+        raise ModelError(f"{path}: the weights do not fit {architecture}: {'; '.join(parts)}")
+    return net
+
+
+def _format_of(path: Path) -> str:
+    """The format of a model file, from its name and first bytes."""
+    from .loaders.exported import is_exported_program
+
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "tfjs"
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".pt2" or is_exported_program(path):
+        return "torch_export"
+    return "torchscript" if is_torchscript(path) else "state_dict"
+
+
+def _load_exported(spec: ModelSpec, path: Path) -> LoadedModel:
+    """A ``torch.export`` program; its exported spatial shape fills a spec that gives none."""
+    from .loaders.exported import load_exported
+
+    net, shape = load_exported(path)
+    spatial = tuple(shape[2:]) if shape is not None and len(shape) == 5 else ()
+    if spatial and all(isinstance(v, int) for v in spatial):
+        given = spec.input.size or spec.input.patch_size
+        model_order = spatial[::-1] if spec.input.axes == "xyz" else spatial  # the spec's (z, y, x)
+        if given is None:
+            key = "patch_size" if spec.task == "segmentation" else "size"
+            setattr(spec.input, key, tuple(int(v) for v in model_order))
+        elif tuple(given) != tuple(model_order):
+            raise ModelError(
+                f"{path}: the program was exported for input {list(spatial)} but the spec '{spec.name}' "
+                f"says {list(given)} (z, y, x): export it with dynamic spatial dimensions or fix the spec"
+            )
     net.eval()
     return LoadedModel(spec, net, file_sha256(path), str(path))
 

@@ -319,6 +319,9 @@ class Preprocessor:
                 grid,
                 tuple(p if n < p else None for n, p in zip(grid.shape, self.input.patch_size, strict=True)),
             )
+        k = self.input.divisible_by
+        if k and any(n % k for n in grid.shape):
+            grid = crop_or_pad_grid(grid, tuple(-(-n // k) * k for n in grid.shape))
         return grid
 
     def forward(self, volume: Volume, *, grid: Geometry | None = None) -> ModelInput:

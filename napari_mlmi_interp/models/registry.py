@@ -80,6 +80,20 @@ def available_models() -> list[ModelSpec]:
     return builtin_models() + [spec for spec, _ in entry_point_models()]
 
 
+def _embedded_spec(path: Path) -> ModelSpec | None:
+    """The spec a ``torch.export`` program carries in its archive, with the program as its weights."""
+    from .loaders.exported import SPEC_EXTRA_FILE, embedded_spec
+
+    data = embedded_spec(path)
+    if data is None:
+        return None
+    try:
+        spec = ModelSpec.from_dict({**data, "weights": str(path)}, source=f"{path} ({SPEC_EXTRA_FILE})")
+    except ModelError as exc:
+        raise ModelError(f"{path}: its embedded spec: {exc}") from None
+    return spec
+
+
 def resolve_model(name_or_path: str | os.PathLike[str], *, spec: str | os.PathLike[str] | None = None) -> Any:
     """A :class:`LoadedModel` from a registered name, a spec file, or a weights file + spec.
 
@@ -92,6 +106,11 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, spec: str | os.PathLi
 
     text = str(name_or_path)
     path = Path(text)
+    if spec is None and path.exists():
+        from .loaders.bundle import bundle_root, bundle_spec
+
+        if bundle_root(path) is not None:  # a bundle folder, or a file of one (From file…)
+            return load_model(bundle_spec(path))
     if spec is not None:
         model_spec = ModelSpec.from_file(spec)
         if path.is_file() and path.suffix.lower() not in _SPEC_SUFFIXES:
@@ -108,6 +127,9 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, spec: str | os.PathLi
                 model_spec = ModelSpec.from_file(sidecar)
                 model_spec.weights = str(path)
                 return load_model(model_spec)
+        embedded = _embedded_spec(path)
+        if embedded is not None:
+            return load_model(embedded)
         raise ModelError(
             f"{path}: a model file needs a spec (--spec SPEC, or a sidecar {path.stem}.yaml/.json)"
         )

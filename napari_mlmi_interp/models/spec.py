@@ -5,7 +5,7 @@ A spec is a YAML or JSON sidecar (or a :class:`ModelSpec` built in Python)::
     name: my-lesion-classifier
     task: classification            # or segmentation
     classes: [no lesion, lesion]
-    format: state_dict              # torchscript | state_dict | tfjs | auto
+    format: state_dict              # torchscript|state_dict|tfjs|monai_bundle|torch_export|onnx|auto
     weights: classifier.pt          # relative to the spec file (tfjs: the model.json)
     architecture: monai:DenseNet121 # or package.module:Class
     architecture_kwargs: {spatial_dims: 3, in_channels: 1, out_channels: 2}
@@ -42,7 +42,7 @@ from ..errors import MlmiError
 __all__ = ["Crop", "Domain", "InputSpec", "ModelError", "ModelSpec", "Normalization"]
 
 _TASKS = ("classification", "segmentation")
-_FORMATS = ("torchscript", "state_dict", "tfjs", "auto")
+_FORMATS = ("torchscript", "state_dict", "tfjs", "monai_bundle", "torch_export", "onnx", "auto")
 _NORMS = ("zscore", "percentile", "window", "minmax", "quantile", "none")
 _CROPS = ("foreground", "model")
 _PLANES = ("axial", "coronal", "sagittal")
@@ -122,6 +122,9 @@ class InputSpec:
     axes: str = "zyx"
     antialias: bool = True
     crop: Crop | None = None
+    #: pad the model grid (centred) up to a multiple of this many voxels on every axis: what an
+    #: encoder-decoder needs to run on the whole grid (a UNet with four stride-2 levels: 16)
+    divisible_by: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.crop, dict):
@@ -145,6 +148,14 @@ class InputSpec:
             )
         if self.size is not None and self.patch_size is not None:
             raise ModelError("give input size (fixed input) or patch_size (sliding windows), not both")
+        if self.divisible_by is not None:
+            if int(self.divisible_by) < 1:
+                raise ModelError(f"input divisible_by must be a whole number >= 1, got {self.divisible_by}")
+            if self.crop is not None:
+                raise ModelError(
+                    "input divisible_by and crop cannot be combined (the crop's box is data-dependent)"
+                )
+            self.divisible_by = int(self.divisible_by)
         if self.orientation is not None:
             o = self.orientation.upper()
             axis_of = {"L": 0, "R": 0, "P": 1, "A": 1, "S": 2, "I": 2}

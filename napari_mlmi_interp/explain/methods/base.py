@@ -99,6 +99,10 @@ class Method(ABC):
     plain_gradients: ClassVar[bool] = False
     accepts_region: ClassVar[bool] = False
     completeness: ClassVar[bool] = False
+    #: Replaces the backward pass of the model's nonlinear *modules* (``nn.ReLU``, ...): on a
+    #: graph whose nonlinearities are plain functions (a ``torch.export`` program) the override
+    #: would not apply and the map would be another method's
+    overrides_nonlinearities: ClassVar[bool] = False
     #: Parameters that count something (steps, samples, segments): whole numbers >= 1.
     counts: ClassVar[tuple[str, ...]] = ()
     #: Parameters that are spreads (noise standard deviations): numbers >= 0.
@@ -182,6 +186,18 @@ class Method(ABC):
     ) -> str:
         """The sentence for a map missing completeness by ``share`` (methods with ``completeness``)."""
         raise NotImplementedError(f"{self.name} promises no completeness")
+
+    def unavailable_for(self, model: Any) -> str | None:
+        """Why this method cannot explain ``model`` (a :class:`LoadedModel`), or None when it can."""
+        if self.needs_layer and not model.spec.cam_layers:
+            return f"needs a layer: the spec of '{model.spec.name}' lists no cam_layers"
+        if self.overrides_nonlinearities and getattr(model.module, "functional_nonlinearities", False):
+            return (
+                f"replaces the backward pass of the model's nonlinear modules (nn.ReLU), which "
+                f"'{model.spec.name}' ({model.spec.format}) runs as functions: load the eager model "
+                "(state_dict + architecture) for it"
+            )
+        return None
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -46,6 +46,7 @@ class GuidedGradCam(Method):
     """Captum's :class:`~captum.attr.GuidedGradCam`: guided backpropagation times Grad-CAM."""
 
     name = "guided_gradcam"
+    overrides_nonlinearities = True
     title = "Guided Grad-CAM"
     family = "class_activation"
     elements = ("localization", "visual_recognizability")

@@ -90,6 +90,7 @@ class DeepLift(Method):
     """Contributions relative to a baseline, by Captum's :class:`~captum.attr.DeepLift`; complete."""
 
     name = "deeplift"
+    overrides_nonlinearities = True
     title = "DeepLIFT"
     family = "gradient"
     elements = ("localization", "model_transparency")
@@ -124,6 +125,7 @@ class GuidedBackprop(Method):
     """Gradients with negative signals removed at each ReLU, Captum's :class:`~captum.attr.GuidedBackprop`."""
 
     name = "guided_backprop"
+    overrides_nonlinearities = True
     title = "Guided Backpropagation"
     family = "gradient"
     elements = ("visual_recognizability",)
@@ -140,6 +142,7 @@ class Deconvolution(Method):
     """Gradients through ReLUs of the backward signal, Captum's :class:`~captum.attr.Deconvolution`."""
 
     name = "deconvolution"
+    overrides_nonlinearities = True
     title = "Deconvolution"
     family = "gradient"
     elements = ("visual_recognizability",)
