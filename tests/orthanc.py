@@ -94,7 +94,7 @@ class Orthanc:
             try:
                 if requests.get(f"{self.rest}/system", auth=self.auth, timeout=2).ok:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or slow to answer
                 pass
             time.sleep(0.2)
         self.stop()

@@ -354,11 +354,10 @@ def test_batch_store_puts_map_pm_and_seg_into_the_source_study(orthanc, pacs_env
 
     client = connect(parse_url(study["url"]))
     (seg,) = client.retrieve_series(study["study_uid"], by_uid["segmentation"])
-    assert seg.StudyInstanceUID == study["study_uid"] and seg.FrameOfReferenceUID == source.references.get(
-        "FrameOfReferenceUID", seg.FrameOfReferenceUID
-    )
+    first = sorted(p for p in Path(source.source).glob("*.dcm"))[0]
+    frame_of_reference = pydicom.dcmread(first, stop_before_pixels=True).FrameOfReferenceUID
+    assert seg.StudyInstanceUID == study["study_uid"] and seg.FrameOfReferenceUID == frame_of_reference
     assert str(seg.SOPClassUID) == SEGMENTATION_STORAGE
-    assert isinstance(seg, pydicom.Dataset)
 
 
 class _FlakyProxy:
@@ -639,3 +638,52 @@ def test_pacs_benchmark_runs_and_says_how_long_each_open_took(tmp_path, orthanc)
     numbers = json.loads(out.read_text())
     assert {"disk_s", "dicomweb_cold_s", "dicomweb_cached_s"} <= set(numbers)
     assert all(numbers[k] > 0 for k in ("disk_s", "dicomweb_cold_s", "dicomweb_cached_s"))
+
+
+def test_credentials_in_the_file_go_to_that_server_only():
+    from napari_mlmi_interp.io.dicomweb.auth import _same_server
+
+    assert _same_server("http://127.0.0.1:8042/dicom-web", "http://127.0.0.1:8042/dicom-web")
+    assert _same_server("http://127.0.0.1:8042", "http://127.0.0.1:8042/dicom-web")
+    assert not _same_server("https://pacs.example.org", "https://pacs.example.org.evil.net/dicom-web")
+    assert not _same_server("http://127.0.0.1:8042", "http://127.0.0.1:80421/dicom-web")
+    assert not _same_server("http://h/dicom", "http://h/dicom-web")
+    assert not _same_server("https://h/dicom-web", "http://h/dicom-web")
+
+
+def test_a_uid_from_the_server_never_names_a_path_outside_the_cache(pacs_env):
+    from napari_mlmi_interp.io.dicomweb import DicomwebError, parse_url
+    from napari_mlmi_interp.io.dicomweb.retrieve import _checked_uid
+
+    url = parse_url("http://127.0.0.1:1/dicom-web/studies/1.2")
+    assert _checked_uid("1.2.840.10008", "Series Instance UID", url) == "1.2.840.10008"
+    for bad in ("../../home/u/scans", "1.2/../3", "", None, "1." + "2" * 70):
+        with pytest.raises(DicomwebError, match="not a DICOM UID"):
+            _checked_uid(bad, "Series Instance UID", url)
+
+
+def test_a_store_rerun_does_not_skip_cases_done_without_storing(orthanc, pacs_env, tmp_path, capsys):
+    from napari_mlmi_interp.cli import main
+
+    study, series = _study_of(orthanc, "pd+t2_tse_sag_ISO_1.8mm")
+    out = str(tmp_path / "out")
+    common = [
+        "--model",
+        "lesion-classifier",
+        "--method",
+        "saliency",
+        "--out",
+        out,
+        "--workers",
+        "0",
+        "--quiet",
+    ]
+    assert main(["batch", series["url"], *common]) == 0  # maps only
+    capsys.readouterr()
+    before = set(_orthanc_series(orthanc, study["study_uid"]))
+    assert main(["batch", series["url"], *common, "--store", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["done"], summary["skipped"]) == (1, 0)  # run again: it had stored nothing
+    assert len(set(_orthanc_series(orthanc, study["study_uid"])) - before) == 3  # derived, PM, SEG
+    assert main(["batch", series["url"], *common, "--store", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 1  # stored: done

@@ -172,8 +172,31 @@ def test_a_bundle_never_runs_its_python(shared_bundles, tmp_path):
     # weights that need unpickling are refused as for any state_dict
     good = _bundle(shared_bundles, "spleen_ct_segmentation", tmp_path / "w")
     torch.save({"model": {"weight": torch.zeros(1)}, "hook": Path("x")}, good / "models" / "model.pt")
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match="refused: the file asks to unpickle"):
         resolve_model(good)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"_target_": "subprocess.run", "args": ["true"]}, "not a network of monai.networks.nets"),
+        ({"_requires_": ["x"]}, "_requires_ is not followed"),
+        ({"_mode_": "debug"}, "_mode_ is not followed"),
+        ({"act": {"_target_": "torch.nn.ReLU"}}, "builds another object"),
+        ({"out_channels": "%configs/metadata.json::version"}, "a macro"),
+    ],
+)
+def test_a_bundle_network_def_calls_nothing_but_a_monai_network(shared_bundles, tmp_path, change, message):
+    from napari_mlmi_interp.models.loaders.bundle import build_network
+
+    root = tmp_path / "spleen"
+    shutil.copytree(shared_bundles / "spleen_ct_segmentation", root)
+    config = root / "configs" / "inference.json"
+    data = json.loads(config.read_text())
+    data["network_def"].update(change)
+    config.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=message):
+        build_network(root)
 
 
 # -- torch.export ------------------------------------------------------------------------------------------
@@ -233,7 +256,17 @@ def test_methods_that_override_relu_modules_are_refused_on_a_program(exported, s
     assert refused == {"deeplift", "guided_backprop", "deconvolution", "guided_gradcam"}
 
 
-def test_a_program_that_needs_unpickling_is_refused(exported, tmp_path):
+def _rewritten(path: Path, out: Path, change) -> Path:
+    """A copy of the archive ``path`` with ``change(name, data) -> data`` applied to each entry."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, change(info.filename, src.read(info.filename)))
+    return out
+
+
+def test_a_program_that_needs_unpickling_or_eval_is_refused(exported, tmp_path):
+    from napari_mlmi_interp.models.loaders.exported import _safe_expression
+
     _, path = exported["clf"]
     bad = tmp_path / "bad.pt2"
     shutil.copy(path, bad)
@@ -241,6 +274,44 @@ def test_a_program_that_needs_unpickling_is_refused(exported, tmp_path):
         zf.writestr("clf/data/constants/opaque_obj_0", b"\x80\x04N.")
     with pytest.raises(ModelError, match=r"refused: .*unpickling"):
         resolve_model(bad)
+
+    def hidden(name: str, data: bytes) -> bytes:  # a pickled constant named by the config only
+        if name.endswith("model_constants_config.json"):
+            return json.dumps(
+                {"config": {"c": {"path_name": "opaque_obj_x/evil", "use_pickle": True}}}
+            ).encode()
+        return data
+
+    with pytest.raises(ModelError, match=r"refused: .*unpickling"):
+        resolve_model(_rewritten(path, tmp_path / "hidden.pt2", hidden))
+
+    def shape(name: str, data: bytes) -> bytes:  # a symbolic shape that sympify would evaluate
+        return (
+            data.replace(b"Symbol('s", b"__import__('os').getcwd() + Symbol('s", 1)
+            if "/models/" in name
+            else data
+        )
+
+    with pytest.raises(ModelError, match="not a plain expression"):
+        resolve_model(_rewritten(path, tmp_path / "shape.pt2", shape))
+    assert _safe_expression("Mul(Integer(2), Symbol('s77', positive=True, integer=True))")
+    assert not _safe_expression("eval('1')") and not _safe_expression("Symbol('s0').__class__")
+
+
+def test_an_embedded_spec_cannot_name_an_architecture(exported, tmp_path):
+    _, path = exported["clf"]
+
+    def spec(name: str, data: bytes) -> bytes:
+        if name.endswith("napari_mlmi_interp/spec.json"):
+            given = json.loads(data)
+            given.update(
+                format="state_dict", architecture="subprocess:run", architecture_kwargs={"args": ["x"]}
+            )
+            return json.dumps(given).encode()
+        return data
+
+    model = resolve_model(_rewritten(path, tmp_path / "spec.pt2", spec))
+    assert model.spec.format == "torch_export" and model.spec.architecture is None
 
 
 # -- ONNX --------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ The servers used last are remembered beside napari's own settings (:mod:`.._pacs
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from typing import Any
 
@@ -276,7 +277,10 @@ class PacsWidget(QWidget):
         folder = tempfile.mkdtemp(prefix="mlmi-send-")
 
         def work(_token: Any, _report: Any) -> dict[str, Any]:
-            return export_and_store(explanation, volume, folder, url=url, percent=percent)
+            try:
+                return export_and_store(explanation, volume, folder, url=url, percent=percent)
+            finally:  # the files carry the patient's identity: none stays behind
+                shutil.rmtree(folder, ignore_errors=True)
 
         self.jobs.start(work, on_done=self._sent, on_error=self._error, busy_text=f"Sending {name}…")
 

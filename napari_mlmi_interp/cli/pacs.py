@@ -83,8 +83,10 @@ def cmd_store(args: argparse.Namespace) -> int:
     files = _dicom_files(args.paths)
     by_study: dict[str, list[Path]] = {}
     for f in files:
-        study = str(pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID)
-        by_study.setdefault(study, []).append(f)
+        study = pydicom.dcmread(f, stop_before_pixels=True).get("StudyInstanceUID")
+        if not study:
+            raise CliError(f"{f}: no Study Instance UID: it cannot be filed into a study")
+        by_study.setdefault(str(study), []).append(f)
     results = []
     for study, group in by_study.items():
         results += store_files(args.url, group, study_uid=study, retries=args.retries)

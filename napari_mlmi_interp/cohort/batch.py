@@ -37,7 +37,7 @@ from ..framework.evidence.from_model import MODEL_FIGURES
 from ..framework.settings import DEFAULT_TOLERANCE_MM, DEFAULT_TOPK_PERCENT
 from ..io.dicomweb.url import parse_url
 from .manifest import Case, read_cases
-from .to_dicom import SOURCE_SERVER, ExportRequest, export_to_dicom
+from .to_dicom import SOURCE_SERVER, ExportRequest, StoreFailed, export_to_dicom
 
 __all__ = ["BatchResult", "case_inputs", "run_batch", "run_case"]
 
@@ -150,10 +150,12 @@ def run_case(
             if (dicom or store) and volume.references.get("SOPInstanceUIDs"):
                 export = ExportRequest(folder / "dicom" / method, method, percent, keep_identity, store)
                 sidecar["dicom"] = export_to_dicom(result, volume, export, sources, record)
-            elif store and method == methods[0]:
-                record["notes"].append("not stored: the scan is not a DICOM series")
+            elif store:  # asked to store: a case with nothing to store is not done
+                raise StoreFailed("not stored: the scan is not a DICOM series (nothing to send to a PACS)")
             _write_json(folder / f"{method}.json", _for_disk(sidecar, case))
             record["methods"][method] = _method_record(result, map_path, sidecar, evidence_)
+            if store:
+                record["methods"][method]["stored"] = sidecar["dicom"]["store"]["status"]
         record.update(status="ok", seconds=round(time.perf_counter() - started, 3), worker_pid=os.getpid())
         (folder / "error.json").unlink(missing_ok=True)
         _write_json(folder / "case.json", _for_disk(record, case))
@@ -363,7 +365,7 @@ def run_batch(
     out_dir = Path(out)
     (out_dir / "cases").mkdir(parents=True, exist_ok=True)
     cases = read_cases(source, masks=masks)
-    records, skipped = _finished_before(out_dir, cases, methods)
+    records, skipped = _finished_before(out_dir, cases, methods, stored=store is not None)
     pending = [c for c in cases if c.key not in records]
     counter = _Progress(len(cases), progress, records)
     for key in skipped:  # done before: counted first
@@ -405,20 +407,24 @@ def _check_model_and_methods(model: str, methods: list[str]) -> None:
 
 def _write_config(out_dir: Path, cases: list[Case], kwargs: dict[str, Any]) -> None:
     """``batch.json``: the model, methods, target, parameters and settings, and the cases' order."""
-    keys = ("model", "methods", "target", "params", "percent", "tolerance_mm")
-    config = {**{k: kwargs[k] for k in keys}, "cases": len(cases), "order": [c.key for c in cases]}
+    keys = ("model", "methods", "target", "params", "percent", "tolerance_mm", "dicom", "store")
+    config = {**{k: kwargs.get(k) for k in keys}, "cases": len(cases), "order": [c.key for c in cases]}
     _write_json(out_dir / "batch.json", config)
 
 
 def _finished_before(
-    out_dir: Path, cases: list[Case], methods: list[str]
+    out_dir: Path, cases: list[Case], methods: list[str], *, stored: bool = False
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """The records of cases a previous run finished with every method, and their keys."""
+    """The records of cases a previous run finished with every method (and, with ``stored``,
+    whose every method's objects that run stored in a PACS), and their keys."""
     records: dict[str, dict[str, Any]] = {}
     skipped = []
     for case in cases:
         done = _done(out_dir, case)
-        if done is not None and all(m in done.get("methods", {}) for m in methods):
+        ran = done.get("methods", {}) if done is not None else {}
+        if done is not None and all(
+            m in ran and (not stored or ran[m].get("stored") == "stored") for m in methods
+        ):
             records[case.key] = done
             skipped.append(case.key)
     return records, skipped

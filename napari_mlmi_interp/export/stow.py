@@ -250,7 +250,7 @@ def export_and_store(
     Returns
     -------
     dict
-        :func:`store_export`'s report, with ``files`` (the folder written).
+        :func:`store_export`'s report.
     """
     from .dicom import export_dicom
 
@@ -263,6 +263,4 @@ def export_and_store(
         percent=percent,
         keep_identity=True,
     )
-    report = store_export(url, exported, **kwargs)
-    report["files"] = str(folder)
-    return report
+    return store_export(url, exported, **kwargs)

@@ -87,8 +87,13 @@ def _embedded_spec(path: Path) -> ModelSpec | None:
     data = embedded_spec(path)
     if data is None:
         return None
+    # the program is the model: an embedded spec names no other format or architecture (which
+    # would build, i.e. import and call, whatever the archive says)
+    data = {k: v for k, v in data.items() if k not in ("architecture", "architecture_kwargs", "format")}
     try:
-        spec = ModelSpec.from_dict({**data, "weights": str(path)}, source=f"{path} ({SPEC_EXTRA_FILE})")
+        spec = ModelSpec.from_dict(
+            {**data, "format": "torch_export", "weights": str(path)}, source=f"{path} ({SPEC_EXTRA_FILE})"
+        )
     except ModelError as exc:
         raise ModelError(f"{path}: its embedded spec: {exc}") from None
     return spec

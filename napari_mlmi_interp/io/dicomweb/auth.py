@@ -1,9 +1,12 @@
 """Credentials for a DICOMweb server: from the environment or a config file, never the URL.
 
-Looked up in this order, for the server whose root the URL starts with:
+Looked up in this order:
 
 1. ``MLMI_DICOMWEB_TOKEN``: a bearer token (``Authorization: Bearer ...``);
 2. ``MLMI_DICOMWEB_USER`` and ``MLMI_DICOMWEB_PASSWORD``: HTTP basic authentication;
+
+   these two go to *every* server the process talks to (for one server; with several, use
+   the file);
 3. the config file ``MLMI_DICOMWEB_CONFIG`` (default
    ``~/.config/napari-mlmi-interp/dicomweb.json``)::
 
@@ -12,11 +15,12 @@ Looked up in this order, for the server whose root the URL starts with:
          {"url": "http://127.0.0.1:8042/dicom-web", "username": "reader", "password_env": "ORTHANC_PW"}
        ]}
 
-   The longest ``url`` that the requested URL starts with wins. A secret may be written in
+   Per server: the entry with the same scheme, host and port whose path is the URL's or above
+   it (on ``/`` boundaries) wins, the longest first. A secret may be written in
    the file (``token``, ``password``) or, better, named by an environment variable
    (``token_env``, ``password_env``).
 
-Nothing here prints, logs or stores a secret; :func:`describe` says only which source was used.
+Nothing here prints, logs or stores a secret; a :class:`Credentials` repr names only its source.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import LoadError
 
@@ -86,11 +91,7 @@ def _from_file(root: str) -> Credentials | None:
         raise LoadError(f"the DICOMweb config file cannot be read ({type(exc).__name__})", path) from None
     if not isinstance(servers, list):
         raise LoadError("the DICOMweb config file's 'servers' must be a list", path)
-    matches = [
-        s
-        for s in servers
-        if isinstance(s, dict) and root.startswith(str(s.get("url", "")).rstrip("/") or "\0")
-    ]
+    matches = [s for s in servers if isinstance(s, dict) and _same_server(str(s.get("url", "")), root)]
     if not matches:
         return None
     entry = max(matches, key=lambda s: len(str(s["url"])))
@@ -103,6 +104,26 @@ def _from_file(root: str) -> Credentials | None:
             "basic", source, username=str(entry["username"]), password=_secret(entry, "password", path)
         )
     return Credentials("none", source)
+
+
+def _same_server(entry: str, root: str) -> bool:
+    """Whether the config entry ``entry`` covers ``root``: same scheme, host and port, and a
+    path that is the entry's or below it (``https://pacs.org`` does not cover ``pacs.org.evil.net``)."""
+    a, b = urlsplit(entry.strip()), urlsplit(root)
+    if not a.scheme or not a.hostname:
+        return False
+    default = {"http": 80, "https": 443}
+
+    def port(u: Any) -> int | None:
+        try:
+            return u.port or default.get(u.scheme)
+        except ValueError:
+            return None
+
+    if (a.scheme.lower(), a.hostname, port(a)) != (b.scheme.lower(), b.hostname, port(b)):
+        return False
+    path = a.path.rstrip("/")
+    return b.path.rstrip("/") == path or b.path.startswith(f"{path}/")
 
 
 def credentials_for(root: str) -> Credentials:

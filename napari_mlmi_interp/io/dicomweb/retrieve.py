@@ -12,6 +12,7 @@ with a warning, or refused when it is the one series asked for.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,17 @@ def _value(item: dict[str, Any], tag: str, default: Any = None) -> Any:
     return values[0] if values else default
 
 
+_UID = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
+
+
+def _checked_uid(uid: Any, what: str, url: DicomwebURL) -> str:
+    """A UID the server sent, checked before it names a cache folder or file (digits and dots)."""
+    text = str(uid or "")
+    if not _UID.match(text) or len(text) > 64:
+        raise DicomwebError(f"{url.server} sent a {what} that is not a DICOM UID ({text[:70]!r})")
+    return text
+
+
 def _instance_uids(client: Any, url: DicomwebURL) -> list[str]:
     found = call(
         url,
@@ -52,21 +64,21 @@ def _instance_uids(client: Any, url: DicomwebURL) -> list[str]:
         fields=["SOPInstanceUID"],
         get_remaining=True,
     )
-    return [str(_value(item, "00080018")) for item in found if _value(item, "00080018")]
+    return [_checked_uid(_value(item, "00080018"), "SOP Instance UID", url) for item in found]
 
 
 def _series_uids(client: Any, url: DicomwebURL) -> list[str]:
     found = call(
         url, f"the series of study {url.study}", client.search_for_series, url.study, get_remaining=True
     )
-    return [str(_value(item, "0020000E")) for item in found if _value(item, "0020000E")]
+    return [_checked_uid(_value(item, "0020000E"), "Series Instance UID", url) for item in found]
 
 
-def _write(ds: Any, folder: Path) -> str:
+def _write(ds: Any, folder: Path, url: DicomwebURL) -> str:
     """One retrieved instance as ``<SOPInstanceUID>.dcm``, written atomically."""
     import pydicom
 
-    uid = str(ds.SOPInstanceUID)
+    uid = _checked_uid(getattr(ds, "SOPInstanceUID", None), "SOP Instance UID", url)
     target = folder / f"{uid}.dcm"
     tmp = folder / f".{uid}.{os.getpid()}.part"
     pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
@@ -108,7 +120,7 @@ def _sync_series(client: Any, url: DicomwebURL, wanted: list[str], counter: _Cou
             ds = call(url, what, next, stream, None)
             if ds is None:
                 break
-            _write(ds, folder)
+            _write(ds, folder, url)
             counter.step()
     else:
         for uid in missing:
@@ -124,6 +136,7 @@ def _sync_series(client: Any, url: DicomwebURL, wanted: list[str], counter: _Cou
                     media_types=AS_STORED,
                 ),
                 folder,
+                url,
             )
             counter.step()
     left = set(wanted) - {p.stem for p in folder.glob("*.dcm")}

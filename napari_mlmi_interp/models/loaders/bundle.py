@@ -10,9 +10,10 @@ A bundle folder holds ``configs/metadata.json``, ``configs/inference.json`` (or 
   steps (:data:`MAPPED`), and a ``SlidingWindowInferer``'s ``roi_size`` onto the patch size;
   a transform with no counterpart is named in one line that says what to write in a spec.
 
-:func:`build_network` builds ``network_def`` with ``monai.bundle.ConfigParser`` once the
-definition, with every ``@reference`` it uses followed, holds no ``$`` expression: a bundle's
-expressions are Python (``eval``), and a model file must load without running code. The
+:func:`build_network` reads ``network_def`` with ``monai.bundle.ConfigParser``, follows its
+``@references``, and builds the MONAI network from the literal definition: a bundle's ``$``
+expressions are Python (``eval``) and its ``_target_`` may name any callable, and a model
+file must load without running code, so neither is evaluated (one line says why). The
 weights (``models/model.pt``) are read with ``torch.load(weights_only=True)``.
 
 Axis conventions: MONAI arrays are ``(x, y, z)`` after ``LoadImaged`` and ``axcodes`` use the
@@ -72,9 +73,11 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
 def bundle_root(path: str | os.PathLike[str]) -> Path | None:
     """The bundle folder ``path`` is, or is a file of (``configs/...``, ``models/model.pt``); else None."""
     p = Path(path)
-    for candidate in (p, p.parent, p.parent.parent):
-        if is_bundle(candidate):
-            return candidate
+    if is_bundle(p):
+        return p
+    # a file of configs/ or models/ (a spec the user writes beside them is theirs, not the bundle's)
+    if p.is_file() and p.parent.name in ("configs", "models") and is_bundle(p.parent.parent):
+        return p.parent.parent
     return None
 
 
@@ -122,6 +125,10 @@ def _literal(parser: Any, value: Any, where: str, seen: tuple[str, ...] = (), *,
         if target is None:
             raise ModelError(f"{where}: the reference {value!r} names nothing in the bundle's configs")
         return _literal(parser, target, where, (*seen, ref), routing=routing)
+    if isinstance(value, str) and value.startswith("%"):
+        raise ModelError(
+            f"{where}: {value[:60]!r} is a macro that reads other config content; not followed here"
+        )
     if isinstance(value, str) and value.startswith("$"):
         instead = (
             "architecture and architecture_kwargs"
@@ -160,29 +167,61 @@ def _target(item: dict[str, Any]) -> str:
     return str(item.get("_target_", "")).rsplit(".", 1)[-1]
 
 
+def _network_kwargs(definition: dict[str, Any], root: Path) -> tuple[str, dict[str, Any]]:
+    """``(MONAI network name, keyword arguments)`` of a literal ``network_def``.
+
+    Only a network of ``monai.networks.nets``, with plain values: another ``_target_`` (any
+    importable callable would be called), or a special key (``_requires_``, ``_mode_``,
+    ``_disabled_``, ``_debug_``), is refused.
+    """
+    where = f"{root}: network_def"
+    target = str(definition.get("_target_", ""))
+    name = target.rsplit(".", 1)[-1]
+    if "." in target and not target.startswith("monai.networks.nets."):
+        raise ModelError(
+            f"{where}: _target_ {target!r} is not a network of monai.networks.nets; write a spec instead"
+        )
+    special = sorted(k for k in definition if k.startswith("_") and k not in ("_target_", "_desc_"))
+    if special:
+        raise ModelError(f"{where}: {', '.join(special)} is not followed here; write a spec instead")
+
+    def nested(value: Any) -> bool:
+        if isinstance(value, dict):
+            return "_target_" in value or any(nested(v) for v in value.values())
+        return isinstance(value, list) and any(nested(v) for v in value)
+
+    kwargs = {k: v for k, v in definition.items() if not k.startswith("_")}
+    if nested(kwargs):
+        raise ModelError(f"{where}: an argument builds another object (_target_); write a spec instead")
+    return name, kwargs
+
+
 def build_network(root: str | os.PathLike[str]) -> Any:
-    """The network of ``configs/inference``'s ``network_def``, built with ``ConfigParser``.
+    """The network of ``configs/inference``'s ``network_def``.
+
+    The configs are read, and ``@references`` followed, by ``monai.bundle.ConfigParser``; the
+    network itself is built from the literal definition as a spec's ``monai:Name`` architecture
+    is (:func:`~..loading.build_architecture`), so nothing of the bundle is evaluated or called:
+    not a ``$`` expression, not a ``%`` macro, not a ``_target_`` outside ``monai.networks.nets``.
 
     Raises
     ------
     ModelError
-        No ``network_def``, a ``$`` expression in it (or in what it references), or a
-        definition MONAI cannot build.
+        No ``network_def``, an expression, macro, special key or nested ``_target_`` in it (or
+        in what it references), or a definition MONAI cannot build.
     """
+    from ..loading import build_architecture
+
     root = Path(root)
     parser = _parser(root)
     raw = parser.get("network_def")
     if not isinstance(raw, dict) or "_target_" not in raw:
         raise ModelError(f"{root}: the bundle's inference config has no network_def with a _target_")
-    definition = _literal(parser, raw, f"{root}: network_def")
-    parser["network_def"] = definition  # literal: building it evaluates no expression
+    name, kwargs = _network_kwargs(_literal(parser, raw, f"{root}: network_def"), root)
     try:
-        return parser.get_parsed_content("network_def", instantiate=True)
-    except Exception as exc:
-        raise ModelError(
-            f"{root}: MONAI cannot build the bundle's network {_target(definition)} "
-            f"({type(exc).__name__}: {str(exc)[:200]})"
-        ) from None
+        return build_architecture(f"monai:{name}", kwargs)
+    except ModelError as exc:
+        raise ModelError(f"{root}: the bundle's network_def: {exc}") from None
 
 
 def _network_format(root: Path) -> dict[str, Any]:
@@ -265,7 +304,21 @@ class _Mapping:
                 f"{', '.join(t for t in MAPPED if t not in _IGNORED)})",
                 "input (orientation, spacing_mm, size or patch_size, crop) and normalization written out",
             )
-        handler(item, where)
+        if self.input.get("crop") is not None and base in (
+            "ScaleIntensityRange",
+            "NormalizeIntensity",
+            "ScaleIntensity",
+        ):
+            raise self.refuse(
+                name,
+                "comes after CropForegroundd, which then chose its box on the raw intensities (the spec "
+                "crops on the normalised image)",
+                "input crop: {to: foreground, threshold: T} on the normalised image",
+            )
+        try:
+            handler(item, where)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{where}: an argument is not a number ({exc})") from None
 
     def _Orientation(self, item: dict[str, Any], where: str) -> None:
         codes = item.get("axcodes")
@@ -310,7 +363,7 @@ class _Mapping:
         self.intensity.append(("minmax", {}))
 
     def _CropForeground(self, item: dict[str, Any], where: str) -> None:
-        if item.get("select_fn") is not None:
+        if item.get("select_fn") is not None or item.get("k_divisible", 1) not in (1, [1, 1, 1]):
             raise self.refuse(
                 "CropForegroundd",
                 "selects the foreground with its own function",
@@ -399,6 +452,40 @@ def _cam_layer(root: Path) -> list[str]:
     return convs[-1:]
 
 
+def _input_of(parser: Any, root: Path, mapping: _Mapping, inp: dict[str, Any], task: str) -> dict[str, Any]:
+    """The spec's ``input``: the mapped steps, the channels, and the size or patch size."""
+    spec_input = dict(mapping.input)
+    try:
+        spec_input["channels"] = int(inp.get("num_channels") or 1)
+    except (TypeError, ValueError):
+        raise ModelError(f"{root}: metadata.json's input num_channels is not a number") from None
+    patch = _inferer_patch(parser, root)
+    if any(name == "SpatialPadd" for name, _ in mapping.sizes) and patch is None:
+        # sliding windows pad by themselves; a fixed spec size would also crop
+        raise mapping.refuse(
+            "SpatialPadd", "only pads, while a fixed input size also crops", "input size or patch_size"
+        )
+    sizes = [v for name, v in mapping.sizes if name != "SpatialPadd"]
+    shape = inp.get("spatial_shape") or []
+    fixed = None
+    if len(shape) == 3 and all(isinstance(v, int) for v in shape):
+        fixed = _xyz(shape, "spatial_shape", f"{root}: metadata.json")
+    elif isinstance(shape, list) and len(shape) not in (0, 3):
+        raise ModelError(
+            f"{root}: the bundle's network takes {len(shape)}D input; only 3D models are supported"
+        )
+    if patch is not None:
+        spec_input["patch_size"] = tuple(int(v) for v in patch)
+    elif sizes:
+        spec_input["size"] = tuple(int(v) for v in sizes[-1])
+    elif fixed is not None:
+        key = "patch_size" if inp.get("is_patch_data") and task == "segmentation" else "size"
+        spec_input[key] = tuple(int(v) for v in fixed)
+    if "crop" not in spec_input and "size" not in spec_input:  # a fixed size is the network's own
+        spec_input["divisible_by"] = _divisible_by(parser, root, inp)
+    return spec_input
+
+
 def bundle_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """The spec of the bundle at ``path`` (its folder, or a file in it); ``weights`` is the folder.
 
@@ -419,26 +506,7 @@ def bundle_spec(path: str | os.PathLike[str]) -> ModelSpec:
     transforms = _preprocessing(parser, root)
     for k, item in enumerate(transforms, start=1):
         mapping.add(item, k, len(transforms))
-    spec_input = dict(mapping.input)
-    spec_input["channels"] = int(inp.get("num_channels") or 1)
-    patch = _inferer_patch(parser, root)
-    shape = inp.get("spatial_shape") or []
-    fixed = None
-    if len(shape) == 3 and all(isinstance(v, int) for v in shape):
-        fixed = _xyz(shape, "spatial_shape", f"{root}: metadata.json")
-    elif len(shape) == 2 or (isinstance(shape, list) and len(shape) not in (0, 3)):
-        raise ModelError(
-            f"{root}: the bundle's network takes {len(shape)}D input; only 3D models are supported"
-        )
-    if patch is not None:
-        spec_input["patch_size"] = tuple(int(v) for v in patch)
-    elif mapping.sizes:
-        spec_input["size"] = tuple(int(v) for v in mapping.sizes[-1][1])
-    elif fixed is not None:
-        key = "patch_size" if inp.get("is_patch_data") and task == "segmentation" else "size"
-        spec_input[key] = tuple(int(v) for v in fixed)
-    if "crop" not in spec_input:
-        spec_input["divisible_by"] = _divisible_by(parser, root, inp)
+    spec_input = _input_of(parser, root, mapping, inp, task)
     modality = str(inp.get("modality") or "").upper()
     spec = ModelSpec(
         name=str(meta.get("name") or root.name),

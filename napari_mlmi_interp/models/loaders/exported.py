@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,38 +50,102 @@ def is_exported_program(path: str | os.PathLike[str]) -> bool:
     return any(n.endswith("archive_format") for n in names) and any("/models/" in n for n in names)
 
 
-def _check_archive(path: Path) -> None:
-    """Refuse an archive whose constants need unpickling of arbitrary objects."""
-    from torch.export.pt2_archive.constants import CUSTOM_OBJ_FILENAME_PREFIX, OPAQUE_OBJ_FILENAME_PREFIX
+#: What a symbolic shape expression (sympy ``srepr``, parsed by ``sympy.sympify``, i.e. ``eval``)
+#: may hold: quoted symbol names, sympy classes (Capitalised), ``keyword=`` flags, numbers, operators.
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_SYMBOL = re.compile(r"^[A-Za-z]{1,4}\d*$")  # a quoted symbol name: s0, u12, ps3
+_BARE_SYMBOL = re.compile(r"^[a-z]{1,3}\d+$")  # an unquoted one: never a builtin (eval, open)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    objects = [
-        n
-        for n in names
-        if "/constants/" in n
-        and Path(n).name.startswith((CUSTOM_OBJ_FILENAME_PREFIX, OPAQUE_OBJ_FILENAME_PREFIX))
-    ]
+
+def _safe_expression(text: str) -> bool:
+    """Whether ``text`` is a plain sympy expression (no call of a Python builtin, no attribute)."""
+    if any(not _SYMBOL.match(a or b) for a, b in _QUOTED.findall(text)):
+        return False
+    bare = _QUOTED.sub("''", text)
+    if re.search(r"__|\[|\]|;|\\|lambda|[A-Za-z_)]\s*\.", bare):
+        return False
+    for m in _WORD.finditer(bare):
+        word, after = m.group(), bare[m.end() :].lstrip()[:1]
+        if not (word[0].isupper() or after == "=" or _BARE_SYMBOL.match(word)):
+            return False
+    return True
+
+
+def _expressions(node: Any) -> list[str]:
+    """Every symbolic expression string in a serialized program (``expr_str``, range constraint keys)."""
+    out: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expr_str" and isinstance(value, str):
+                out.append(value)
+            elif key == "range_constraints" and isinstance(value, dict):
+                out.extend(str(k) for k in value)
+            out.extend(_expressions(value))
+    elif isinstance(node, list):
+        for value in node:
+            out.extend(_expressions(value))
+    return out
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse an archive that only unpickling (or ``eval``) could rebuild.
+
+    Custom and opaque objects (``pickle.loads``, chosen by the constants config's
+    ``path_name``), and symbolic shapes that are not plain sympy expressions (``sympify``).
+    """
+    try:
+        from torch.export.pt2_archive.constants import CUSTOM_OBJ_FILENAME_PREFIX, OPAQUE_OBJ_FILENAME_PREFIX
+    except ImportError:  # pragma: no cover - older torch
+        raise ModelError(f"{path}: reading torch.export programs needs a newer torch") from None
+    prefixes = (CUSTOM_OBJ_FILENAME_PREFIX, OPAQUE_OBJ_FILENAME_PREFIX)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            texts = {n: zf.read(n) for n in names if n.endswith(".json")}
+        configs = [json.loads(t) for n, t in texts.items() if "/data/" in n]
+        models = [json.loads(t) for n, t in texts.items() if "/models/" in n]
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: a damaged torch.export archive ({type(exc).__name__})") from None
+    objects = [n for n in names if "/constants/" in n and Path(n).name.startswith(prefixes)]
+    for config in configs:
+        entries = (config.get("config") or {}).values() if isinstance(config, dict) else []
+        objects += [
+            str(e.get("path_name")) for e in entries if str(e.get("path_name", "")).startswith(prefixes)
+        ]
     if objects:
         raise ModelError(
             f"{path}: refused: the program holds {len(objects)} custom or opaque Python object(s) "
             f"({Path(objects[0]).name}) that only unpickling can rebuild, which can run code"
         )
+    unsafe = [e for m in models for e in _expressions(m) if not _safe_expression(e)]
+    if unsafe:
+        raise ModelError(
+            f"{path}: refused: a symbolic shape {unsafe[0][:60]!r} is not a plain expression "
+            "(torch would evaluate it with Python)"
+        )
+
+
+_ENV_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def _weights_only() -> Any:
-    """Every ``torch.load`` inside is weights-only (torch's ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``)."""
+    """Every ``torch.load`` inside is weights-only (torch's ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``).
+
+    The variable is process-wide: loads are serialised, so one cannot unset it under another.
+    """
     key = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
-    before = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
+    with _ENV_LOCK:
+        before = os.environ.get(key)
+        os.environ[key] = "1"
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
 
 
 def embedded_spec(path: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -72,6 +72,8 @@ def onnx2torch_module() -> Any:
     except ModuleNotFoundError as exc:
         if exc.name != "torchvision":
             raise ModelError(f"ONNX models need onnx2torch: {_INSTALL}") from None
+    except Exception as exc:  # an installed but broken torchvision (a CUDA build without CUDA)
+        raise ModelError(f"onnx2torch cannot be imported ({type(exc).__name__}: {str(exc)[:150]})") from None
     with _torchvision_stand_in():
         import onnx2torch
     return onnx2torch
