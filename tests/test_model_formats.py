@@ -112,8 +112,10 @@ def test_a_segmentation_bundle_predicts_and_explains_on_the_native_grid(shared_b
 
     model = resolve_model(_bundle(shared_bundles, "segmentation_template", tmp_path, edit=small))
     assert model.spec.input.patch_size == (32, 32, 32)
-    pred = predict(sample.scan, model)
-    assert pred.to_dict()["volumes_ml"] is not None
+    volumes = predict(sample.scan, model).to_dict()["volumes_ml"]
+    assert set(volumes) == {"category 1", "category 2", "category 3"}  # every foreground class, in mL
+    scan_ml = sample.scan.array.size * sample.scan.geometry.voxel_volume_ml
+    assert all(v >= 0 for v in volumes.values()) and sum(volumes.values()) <= scan_ml + 1e-6
     for method in ("saliency", "gradcam"):
         result = explain(sample.scan, model, method, target="category 1", roi=sample.mask)
         _on_native_grid(result, sample.scan)

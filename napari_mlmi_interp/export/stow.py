@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlmiError
-from ..io.dicomweb import DicomwebURL, call, connect, parse_url
+from ..io.dicomweb import DicomwebURL, connect, parse_url
+from ..io.dicomweb.retrieve import instance_uids
 
 __all__ = [
     "StoredInstance",
@@ -103,16 +104,9 @@ def _listed(client: Any, url: DicomwebURL, study: str, series: set[str]) -> set[
     """The SOP Instance UIDs the server lists in ``series`` of ``study``."""
     found: set[str] = set()
     for uid in series:
-        items = call(
-            url,
-            f"the stored series {uid}",
-            client.search_for_instances,
-            study,
-            uid,
-            fields=["SOPInstanceUID"],
-            get_remaining=True,
+        found |= set(
+            instance_uids(client, DicomwebURL(url.root, study, uid), what=f"the stored series {uid}")
         )
-        found |= {str(i["00080018"]["Value"][0]) for i in items if i.get("00080018", {}).get("Value")}
     return found
 
 

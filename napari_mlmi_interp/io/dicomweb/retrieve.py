@@ -12,7 +12,6 @@ with a warning, or refused when it is the one series asked for.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from ...errors import Cancelled
 from ..errors import LoadError, LoadWarning
 from .cache import evict, series_folder, touch
 from .client import DicomwebError, call, connect
-from .url import DicomwebURL, parse_url
+from .url import UID, DicomwebURL, parse_url
 
 __all__ = ["FetchCancelled", "fetch", "load_url", "source_url"]
 
@@ -43,21 +42,19 @@ def _value(item: dict[str, Any], tag: str, default: Any = None) -> Any:
     return values[0] if values else default
 
 
-_UID = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
-
-
 def _checked_uid(uid: Any, what: str, url: DicomwebURL) -> str:
     """A UID the server sent, checked before it names a cache folder or file (digits and dots)."""
     text = str(uid or "")
-    if not _UID.match(text) or len(text) > 64:
+    if not UID.match(text) or len(text) > 64:
         raise DicomwebError(f"{url.server} sent a {what} that is not a DICOM UID ({text[:70]!r})")
     return text
 
 
-def _instance_uids(client: Any, url: DicomwebURL) -> list[str]:
+def instance_uids(client: Any, url: DicomwebURL, *, what: str | None = None) -> list[str]:
+    """The SOP Instance UIDs the server lists in ``url``'s series (QIDO-RS), each checked."""
     found = call(
         url,
-        f"the instances of series {url.series}",
+        what or f"the instances of series {url.series}",
         client.search_for_instances,
         url.study,
         url.series,
@@ -177,7 +174,7 @@ def fetch(
     series = [url] if url.series else [url.with_series(s) for s in _series_uids(client, url)]
     if not series:
         raise DicomwebError(f"{url.server} has no series in study {url.study}")
-    wanted = {s: _instance_uids(client, s) for s in series}
+    wanted = {s: instance_uids(client, s) for s in series}
     if url.series and not wanted[url]:
         raise DicomwebError(f"{url.server} has no instances in series {url.series} of study {url.study}")
     counter = _Counter(sum(len(w) for w in wanted.values()), progress)

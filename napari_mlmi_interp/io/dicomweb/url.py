@@ -17,9 +17,11 @@ from urllib.parse import urlsplit
 
 from ..errors import LoadError
 
-__all__ = ["DicomwebURL", "is_dicomweb_url", "parse_url"]
+__all__ = ["UID", "DicomwebURL", "is_dicomweb_url", "parse_url"]
 
 _UID = r"[0-9]+(?:\.[0-9]+)*"
+#: A DICOM UID: digits and dots (at most 64 characters, checked where it is used).
+UID = re.compile(rf"^{_UID}$")
 _PATH = re.compile(rf"^(?P<root>.*?)(?:/studies/(?P<study>{_UID})(?:/series/(?P<series>{_UID}))?)?/*$")
 
 
