@@ -109,7 +109,9 @@ def run_row(model: str, size: int, method: str, device: torch.device, repeats: i
         "captum_s": t_captum,
         "captum_over_plugin": t_captum / t_plugin,
         "max_rel_diff": float((ours.cpu() - theirs.cpu()).abs().max()) / scale if scale > 0 else 0.0,
-        "tuning": "stem_input_grad" if device.type == "cpu" and gradient_copy(net) is not None else "none",
+        "tuning": "input_gradient_copy"
+        if device.type == "cpu" and gradient_copy(net) is not None
+        else "none",
     }
 
 

@@ -110,5 +110,5 @@ def test_gradient_benchmark_quick_run_matches_captum(tmp_path):
         for g in ("saliency", "integrated_gradients", "smoothgrad")
     }
     assert all(r["max_rel_diff"] < 1e-3 and r["plugin_s"] > 0 and r["captum_s"] > 0 for r in rows)
-    assert all(r["tuning"] == "stem_input_grad" for r in rows)  # both stems qualify (1 channel in)
+    assert all(r["tuning"] == "input_gradient_copy" for r in rows)  # both stems qualify (1 channel in)
     assert "| resnet18 | 32³ | saliency |" in out.with_suffix(".md").read_text()

@@ -195,7 +195,7 @@ def test_occlusion_runs_a_channels_last_copy_with_the_same_map(small):
     conv = next(m for m in model.module.modules() if isinstance(m, torch.nn.Conv3d))
     assert conv.weight.is_contiguous()
     # autograd-only gradient methods run a copy with the stem's faster backward; hooked ones as given
-    assert explain(vol, model, "saliency", target=1).provenance["tuning"] == "stem_input_grad"
+    assert explain(vol, model, "saliency", target=1).provenance["tuning"] == "input_gradient_copy"
     assert explain(vol, model, "guided_backprop", target=1).provenance["tuning"] == "none"
     assert explain(vol, model, "saliency", target=1, tuning="off").provenance["tuning"] == "none"
     with pytest.raises(ValueError, match="tuning must be"):

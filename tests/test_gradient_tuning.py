@@ -15,6 +15,7 @@ from torch import nn
 
 from napari_mlmi_interp.errors import InputError
 from napari_mlmi_interp.explain.device import on_device, resolve_device
+from napari_mlmi_interp.explain.onednn_conv import OneDnnConv3d
 from napari_mlmi_interp.explain.stem_grad import StemConv3d, stem_input_grad
 from napari_mlmi_interp.explain.tuning import gradient_copy
 
@@ -37,6 +38,48 @@ def test_stem_input_grad_equals_autograd_for_any_kernel_stride_and_padding(seed)
         assert got.shape == expected.shape
         err = float((got - expected).abs().max() / expected.abs().max())
         assert err < 1e-5, (k, stride, padding, shape, err)
+
+
+def test_stem_input_grad_with_padding_beyond_the_kernel_and_a_batch():
+    """Padding wider than a stride phase's taps takes the depthwise path, a batch is per sample."""
+    for k, stride, padding in (((3, 3, 3), (2, 2, 2), (3, 3, 3)), ((7, 7, 7), (2, 2, 2), (3, 3, 3))):
+        x = torch.randn(3, 1, 11, 12, 13, requires_grad=True)
+        w = torch.randn(4, 1, *k)
+        y = F.conv3d(x, w, stride=stride, padding=padding)
+        g = torch.randn_like(y)
+        expected = torch.autograd.grad(y, x, g)[0]
+        got = stem_input_grad(g, w, (11, 12, 13), stride, padding)
+        assert float((got - expected).abs().max() / expected.abs().max()) < 1e-5
+
+
+def test_onednn_convolutions_give_autograds_input_gradient_and_the_models_forward():
+    """Stride-1 convolutions of any kernel, padding and dilation (1x1x1 included): the same
+    forward bit for bit, the input gradient to float rounding; strided ones are left alone."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv3d(6, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv3d(16, 8, 1),
+        nn.ReLU(),
+        nn.Conv3d(8, 8, 3, padding=2, dilation=2),
+        nn.ReLU(),
+        nn.Conv3d(8, 8, (3, 1, 5), padding=(0, 0, 2)),
+        nn.Conv3d(8, 4, 3, stride=2),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+    ).eval()
+    tuned = gradient_copy(net)
+    kinds = [type(m) for m in tuned]
+    assert kinds[:8:2] == [OneDnnConv3d] * 4 and kinds[7] is nn.Conv3d
+    for batch in (1, 3):
+        x = torch.randn(batch, 6, 12, 10, 14)
+        with torch.no_grad():
+            assert torch.equal(tuned(x), net(x))
+        for method in (ca.Saliency, ca.InputXGradient):
+            ours = method(tuned).attribute(x, target=1).detach()
+            theirs = method(net).attribute(x, target=1).detach()
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * float(theirs.abs().max()))
+    assert all(p.requires_grad for p in net.parameters())  # the user's model as it was
 
 
 class _Stem(nn.Module):
@@ -80,8 +123,8 @@ def test_the_tuned_copy_gives_captums_maps_and_leaves_the_model_alone():
         rtol=1e-4,
         atol=1e-5 * float(ig.abs().max()),
     )
-    # without a stem (or as TorchScript) there is nothing to tune
-    assert gradient_copy(nn.Sequential(nn.Conv3d(8, 2, 3))) is None
+    # without a stem or a stride-1 convolution (or as TorchScript) there is nothing to tune
+    assert gradient_copy(nn.Sequential(nn.Conv3d(8, 2, 3, stride=2))) is None
     assert gradient_copy(torch.jit.script(nn.Sequential(nn.Conv3d(1, 2, 3)))) is None
 
 

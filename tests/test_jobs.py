@@ -169,3 +169,39 @@ def test_describe_error():
     assert describe_error(ZeroDivisionError("division by zero")) == (
         "internal error, please report: ZeroDivisionError: division by zero"
     )
+
+
+def test_the_collector_leaves_old_objects_alone_only_while_a_job_runs(panel, qtbot):
+    """``gc.freeze`` while any job runs (two runners overlapping), undone after done, cancel and error."""
+    import gc
+
+    from qtpy.QtWidgets import QWidget
+
+    from napari_mlmi_interp._widgets.jobs import JobRunner
+
+    runner = panel[0]
+    other_owner = QWidget()
+    qtbot.addWidget(other_owner)
+    other = JobRunner(other_owner)
+    assert gc.get_freeze_count() == 0
+    seen, release = [], threading.Event()
+
+    def work(token, report):
+        seen.append(gc.get_freeze_count())
+        release.wait(PATIENT_MS / 1000)
+        if token.cancelled:
+            return None
+        raise InputError("a readable failure")
+
+    runner.start(lambda token, report: seen.append(gc.get_freeze_count()) or "ok", on_done=lambda r: None)
+    _idle(qtbot, runner)
+    assert seen[0] > 0 and gc.get_freeze_count() == 0
+    runner.start(work, on_done=lambda r: None, on_error=lambda e: None)  # ends in an error
+    other.start(work, on_done=lambda r: None)  # cancelled
+    qtbot.waitUntil(lambda: len(seen) == 3, timeout=PATIENT_MS)
+    other.cancel()
+    release.set()
+    _idle(qtbot, other)
+    _idle(qtbot, runner)
+    assert gc.get_freeze_count() == 0  # nothing stays frozen once both are done
+    assert all(n > 0 for n in seen)

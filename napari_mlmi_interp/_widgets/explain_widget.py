@@ -455,7 +455,9 @@ class ExplainWidget(QWidget):
 
     def _on_done(self, result: Explanation, layer_data: dict, key) -> None:
         self._inputs = {key: result.prediction.model_input}  # one prepared input kept (memory)
-        # one layer per event-loop turn: the GUI never waits on all of them at once
+        # one layer per event-loop turn, each after the timers already due: the GUI never waits
+        # on all of them at once (chained zero-delay calls ran back to back before any timer,
+        # a 200 ms freeze for the heatmap and the contour together)
         self._adding = True
         kinds = list(layer_data)
         added: dict[str, Any] = {}
@@ -466,7 +468,7 @@ class ExplainWidget(QWidget):
                 add_explanation_layers(self.viewer, {kind: layer_data[kind]}, replace=kind == kinds_all[0])
             )
             if kinds:
-                QTimer.singleShot(0, step)
+                QTimer.singleShot(_NEXT_LAYER_MS, step)
             else:
                 self._report(result, added)
 
@@ -563,6 +565,11 @@ class ExplainWidget(QWidget):
             self.compare_button.setChecked(False)
             return
         compare_layers(self.viewer, heatmaps, anatomy)
+
+
+#: Delay before adding the next result layer (ms): a timer, not a zero-delay call, so that the
+#: events and timers already due run first.
+_NEXT_LAYER_MS = 1
 
 
 def _explain_job(volume, source: str, method: str, options: dict, overlay: dict, token, report) -> tuple:

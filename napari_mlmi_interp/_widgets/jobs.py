@@ -6,10 +6,19 @@ case) through a :class:`JobRunner`: the work runs in a napari worker thread
 reports ``(done, total)`` through a queued Qt signal (:class:`ProgressBridge`) to the
 panel's progress bar, stops at its next batch when Cancel is pressed
 (:class:`~napari_mlmi_interp.explain.CancelToken`), and hands its result back on the GUI thread.
+
+While any job runs, Python's garbage collector leaves the objects that existed when it
+started alone (``gc.freeze``; ``gc.unfreeze`` once the last job has finished). A full
+collection holds the interpreter lock for as long as it takes to scan every object: with
+napari, Qt and torch loaded that was 110-190 ms, three to six times in one Integrated
+Gradients run of the Explain panel, each a freeze of the viewer (measured under Xvfb on
+2 cores). Frozen, the collections during the run scan only what the run made (under 20 ms);
+nothing is leaked, the frozen objects are collectable again once the jobs are done.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +50,24 @@ class ProgressBridge(QObject):
                 token.cancel()
 
         return report
+
+
+#: Jobs running now, over all panels (the garbage collector's freeze holds while any does).
+_running = 0
+
+
+def _job_started() -> None:
+    global _running
+    if _running == 0:
+        gc.freeze()
+    _running += 1
+
+
+def _job_ended() -> None:
+    global _running
+    _running = max(0, _running - 1)
+    if _running == 0:
+        gc.unfreeze()
 
 
 def wait_while_busy(widget: Any, timeout_s: float) -> None:
@@ -172,6 +199,7 @@ class JobRunner(QObject):
         self._worker, self._token = worker, token
         self._set_busy_view(busy_text)
         self.busy_changed.emit(True)
+        _job_started()
         worker.start()
 
     def cancel(self) -> None:
@@ -229,6 +257,7 @@ class JobRunner(QObject):
             self.status.setText(self.cancelled_text)
 
     def _finished(self, on_finished: Callable[[], None] | None) -> None:
+        _job_ended()
         self._worker = None
         self._token = None
         if self.cancel_button is not None:

@@ -41,7 +41,11 @@ since their activations no longer stay in cache and fresh memory must be faulted
 Measured with Integrated Gradients, 32 steps, 2 threads: demo classifier at 64³ (123 MB a
 sample), 2.3 s in batches of 4, 3.0 s of 8, 3.6 s of 16, 5.9 s of 32; DenseNet121 at 64³
 (212 MB), 5.1 s in batches of 4, 5.3 s of 8, 6.4 s of 16, 10.4 s of 32; demo classifier at
-128³ (530 MB), 27.4 s in batches of 1, 40.4 s of 4, 44.4 s of 8.
+128³ (530 MB), 27.4 s in batches of 1, 40.4 s of 4, 44.4 s of 8. Two samples still pay off
+where they fit in 1.5 GB: PyTorch runs a convolution of a single small sample with its
+reference kernel and of two with oneDNN (:mod:`.onednn_conv`). A forward and backward of the
+gradient methods' tuned copy, per sample: DenseNet121 at 96³ (650 MB) 0.53 s alone, 0.42 s in
+twos, 0.45 s in threes; the demo classifier at 128³ (530 MB) 0.73 s alone, 0.71 s in twos.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ BATCH_PARAMS = {m.name: m.batch_param for m in METHODS.values() if m.batch_param
 #: Most samples per batch on a CPU; see the module notes.
 CPU_MAX_BATCH = 4
 #: Most megabytes per batch on a CPU (at least one sample); see the module notes.
-CPU_MAX_BATCH_MB = 1024
+CPU_MAX_BATCH_MB = 1536
 #: Smallest probe, voxels an axis, for the rough figure.
 ROUGH_MIN_AXIS = 16
 #: Shortest last axis of the probe the batch size is chosen from (the other axes stay whole);

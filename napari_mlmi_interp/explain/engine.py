@@ -313,7 +313,7 @@ def _run_observed(
         if m.family == "perturbation" and (copied := channels_last(scored)) is not None:
             scored, x, tuned = copied, x.contiguous(memory_format=torch.channels_last_3d), "channels_last_3d"
         elif m.plain_gradients and (copied := gradient_copy(scored)) is not None:
-            scored, tuned = copied, "stem_input_grad"
+            scored, tuned = copied, "input_gradient_copy"
     grid_shape = tuple(mi.array.shape[1:])
     counts = m.cost(p, grid_shape, region=region) if region is not None else m.cost(p, grid_shape)  # type: ignore[call-arg]
     total = max(1, counts[0])

@@ -14,13 +14,23 @@ few input channels and a large kernel (MONAI ResNet's 7³ stem, 1 -> 64 channels
 than its forward: 1.9 s against 0.26 s at 96³, half of a whole ResNet18 gradient. Autograd-only
 methods (Saliency, Input x Gradient, SmoothGrad, Integrated Gradients: no module hooks) get a
 *copy* of the model whose convolutions with at most 4 input channels (dilation 1, one group)
-compute their input gradient as depthwise correlations of the output gradient with each
-stride phase's flipped sub-kernel (:func:`.stem_grad.stem_input_grad`): 0.45 s instead of
-2.2 s at 96³ (stride 1), 0.16 s instead of 0.32 s (stride 2); equal to autograd's to 2e-6 of
-its largest value. The copy needs no parameter gradients, so none are computed. Making the
-stem's output channels-last as well ran the layers after it faster (ResNet18's max pooling
-0.25 s -> 0.05 s) but moved its Saliency map by 1.6e-2 of its largest value (the max pooling
-chose otherwise among near-equal values): not done.
+compute their input gradient by stride phases (:func:`.stem_grad.stem_input_grad`): stride 1
+as depthwise correlations of the output gradient with the flipped kernel, 0.35 s instead of
+1.8 s at 96³; a strided one as a single convolution with every phase's sub-kernel as an output
+channel, DenseNet121's (stride 2) 47 ms instead of 230 ms at 96³, 129 ms instead of 620 ms at
+128³; equal to autograd's to 2e-6 of its largest value. The copy needs no parameter gradients,
+so none are computed. Making the stem's output channels-last as well ran the layers after it
+faster (ResNet18's max pooling 0.25 s -> 0.05 s) but moved its Saliency map by 1.6e-2 of its
+largest value (the max pooling chose otherwise among near-equal values): not done.
+
+**The input gradient of the other stride-1 convolutions.** PyTorch runs a convolution of one
+small sample (``channels x depth x height`` at most 20480) with its reference kernel, forward
+and backward: DenseNet121's 128 -> 32 channel 3³ convolutions at 12³ took 5.3 ms forward and
+7.6 ms backward, oneDNN 1.1 and 1.0 ms. The copy's stride-1 convolutions hand their input
+gradient to oneDNN (:class:`.onednn_conv.OneDnnConv3d`); their forward stays PyTorch's, since
+oneDNN's rounding switched a few of DenseNet121's ReLUs and moved its Saliency map by 3.6e-3
+of its largest value. DenseNet121's Saliency at 96³: 0.74 s as given, 0.62 s with the stem
+alone, 0.47 s with both.
 
 bf16 autocast ran DenseNet121's forward 2x faster but moved its outputs by 0.6 % of their
 largest value (0.0040 of 0.63; the demo classifier 0.4 %, 0.039 of 9.4), the order of the
@@ -67,6 +77,7 @@ def gradient_copy(module: Any) -> Any | None:
     copy is remade when the model's weights or train/eval flags change (:func:`_fingerprint`);
     forward hooks registered on a replaced convolution are not carried over.
     """
+    from .onednn_conv import OneDnnConv3d, eligible
     from .stem_grad import StemConv3d
 
     try:
@@ -75,7 +86,7 @@ def gradient_copy(module: Any) -> Any | None:
         return None
     if cached is not None and cached[0] == _fingerprint(module):
         return cached[1]
-    if not any(_is_stem(m) for m in module.modules()):
+    if not any(_is_stem(m) or eligible(m) for m in module.modules()):
         return None
     try:
         tuned = copy.deepcopy(module)
@@ -83,12 +94,16 @@ def gradient_copy(module: Any) -> Any | None:
         return None
     for p in tuned.parameters():
         p.requires_grad_(False)
+
+    def swapped(m: Any) -> Any:
+        return StemConv3d(m) if _is_stem(m) else OneDnnConv3d(m) if eligible(m) else None
+
     for name, m in list(tuned.named_modules()):
-        if name and _is_stem(m):
+        if name and (new := swapped(m)) is not None:
             parent, _, leaf = name.rpartition(".")
-            setattr(tuned.get_submodule(parent) if parent else tuned, leaf, StemConv3d(m))
-    if _is_stem(tuned):  # the model is the convolution itself
-        tuned = StemConv3d(tuned)
+            setattr(tuned.get_submodule(parent) if parent else tuned, leaf, new)
+    if (whole := swapped(tuned)) is not None:  # the model is the convolution itself
+        tuned = whole
     _GRADIENT_COPIES[module] = (_fingerprint(module), tuned)
     return tuned
 
