@@ -269,7 +269,11 @@ FIGURES = [
         "ms",
     ),
     ("stall_batches_ms", "of which: between the model's batches", "ms"),
-    ("stall_after_ms", "of which: after the last batch (mapping back, making the layers' data, adding the first layer)", "ms"),
+    (
+        "stall_after_ms",
+        "of which: after the last batch (mapping back, making the layers' data, adding the first layer)",
+        "ms",
+    ),
     ("stall_whole_ms", "GUI stall over the whole run, adding the layers included (context)", "ms"),
     ("stall_idle_ms", "the same timer with the viewer idle for as long (the machine's own jitter)", "ms"),
     (
