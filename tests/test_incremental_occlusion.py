@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from napari_mlmi_interp.explain.methods.occlusion import occlusion, occlusion_windows
+from napari_mlmi_interp.explain.tuning import channels_last
 
 P = {"window": 8, "stride": 4, "baseline": 0.0, "perturbations_per_eval": 6, "strategy": "incremental"}
 
@@ -107,8 +108,32 @@ def test_incremental_map_equals_captums_full_occlusion(name, n, stride):
     with torch.no_grad():
         ours = occlusion(net, x, target, {**P, "stride": stride}, info=info)
         theirs = _captum(net, x, target, P["window"], stride)
+        # as explain() runs it on a CPU: a channels-last copy, whose boxes stay channels-last
+        tuned = channels_last(net)
+        on_copy = occlusion(
+            tuned, x.contiguous(memory_format=torch.channels_last_3d), target, {**P, "stride": stride}
+        )
     assert info["strategy"] == "incremental"
     _same_map(ours, theirs)
+    _same_map(on_copy, theirs)
+
+
+def test_batch_norms_after_convolutions_are_folded_even_with_a_shared_activation():
+    """MONAI's ResNet calls one ReLU module at several places: its batch norms still fold."""
+    from napari_mlmi_interp.explain.methods.incremental import IncrementalOcclusion
+
+    net, _ = _nets()["resnet18"]
+    net.eval()
+    x = torch.randn(1, 1, 24, 24, 24)
+    inc = IncrementalOcclusion(net, x)
+    called = [inc.gm.get_submodule(str(n.target)) for n in inc.gm.graph.nodes if n.op == "call_module"]
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in called)
+    with torch.no_grad():
+        torch.testing.assert_close(inc.output, net(x), rtol=1e-5, atol=1e-6)
+    net.train()  # a model in training mode is traced as it is: nothing folded
+    gm = IncrementalOcclusion(net, x).gm
+    called = [gm.get_submodule(str(n.target)) for n in gm.graph.nodes if n.op == "call_module"]
+    assert any(isinstance(m, nn.BatchNorm3d) for m in called)
 
 
 def test_windows_cut_at_the_border_and_a_region_give_captums_windows():

@@ -161,11 +161,18 @@ class IncrementalOcclusion:
             raise NotIncremental(
                 f"the model cannot be traced for incremental occlusion ({type(exc).__name__})"
             ) from None
-        calls = [n.target for n in self.gm.graph.nodes if n.op == "call_module"]
-        if not any(m.training for m in self.gm.modules()) and len(calls) == len(set(calls)):
+        folded = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)
+        calls = [
+            n.target
+            for n in self.gm.graph.nodes
+            if n.op == "call_module" and isinstance(self.gm.get_submodule(str(n.target)), folded)
+        ]
+        # (the traced GraphModule itself is made in training mode: ask the modules it calls)
+        if not any(m.training for m in module.modules()) and len(calls) == len(set(calls)):
             # batch norms folded into the convolutions before them (torch.fx's own pass): one
             # pass less over every patch; the same function up to float rounding. Not when a
-            # module is called twice: the pass would fold one call's norm into both
+            # convolution or norm is called twice: the pass would fold one call's norm into
+            # both (a ReLU module called at several places, as in MONAI's ResNet, is fine)
             from torch.fx.experimental.optimization import fuse
 
             self.gm = fuse(self.gm, no_trace=True)
@@ -309,12 +316,9 @@ class IncrementalOcclusion:
     ) -> torch.Tensor:
         """Node ``a``'s current values in the box ``size`` at ``starts`` of every window."""
         cached = self.cache[a]
-        out = torch.stack(
-            [
-                cached[0, :, s[0] : s[0] + size[0], s[1] : s[1] + size[1], s[2] : s[2] + size[2]]
-                for s in starts
-            ]
-        ).clone()
+        out = _empty_like_layout(cached, (len(starts), cached.shape[1], *size))
+        for i, st in enumerate(starts):
+            out[i] = cached[0, :, st[0] : st[0] + size[0], st[1] : st[1] + size[1], st[2] : st[2] + size[2]]
         patch = state[a]
         if isinstance(patch, _Patch):
             _paste(out, starts, patch, offset=np.zeros(3, int))
@@ -356,7 +360,10 @@ class IncrementalOcclusion:
             return torch.fx.node.map_arg(a, lambda n: self._full(state, n, batch))
         v = state.get(a, "same")
         if isinstance(v, _Patch):
-            full = self.cache[a].expand(batch, *self.cache[a].shape[1:]).clone()
+            cached = self.cache[a]
+            full = _empty_like_layout(cached, (batch, *cached.shape[1:])).copy_(
+                cached.expand(batch, *cached.shape[1:])
+            )
             _paste(full, np.zeros_like(v.starts), v, offset=np.zeros(3, int))
             state[a] = full  # materialised once
             return full
@@ -383,16 +390,19 @@ def _paste(dest: torch.Tensor, dest_starts: np.ndarray, patch: _Patch, offset: n
 
 def _crop(cached: torch.Tensor, starts: np.ndarray, size: tuple[int, ...], pad_value: float) -> torch.Tensor:
     """The box ``size`` at ``starts`` (one row per window, possibly outside) of ``cached``
-    ``(1, C, *shape)``, the outside filled with ``pad_value`` (the layer's padding).
+    ``(1, C, *shape)``, the outside filled with ``pad_value`` (the layer's padding), in
+    ``cached``'s memory layout.
 
     Only the boxes are copied: padding the whole cached tensor per batch cost more than the
     convolutions on the boxes.
     """
     shape = np.array(cached.shape[2:])
-    out = cached.new_full((len(starts), cached.shape[1], *size), pad_value)
+    out = _empty_like_layout(cached, (len(starts), cached.shape[1], *size))
     for i, st in enumerate(starts):
         lo = np.maximum(st, 0)
         hi = np.minimum(st + np.array(size), shape)
+        if np.any(lo != st) or np.any(hi != st + np.array(size)):
+            out[i].fill_(pad_value)  # only a box reaching outside has padding to fill
         if np.any(hi <= lo):
             continue
         d = lo - st
@@ -401,6 +411,18 @@ def _crop(cached: torch.Tensor, starts: np.ndarray, size: tuple[int, ...], pad_v
             0, :, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]
         ]
     return out
+
+
+def _empty_like_layout(cached: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty tensor of ``shape`` in ``cached``'s memory layout: a channels-last model (the
+    engine's tuning for perturbation methods) gets channels-last boxes, which its convolutions
+    take as they are instead of reordering every box."""
+    channels_last = cached.dim() == 5 and cached.shape[1] > 1 and not cached.is_contiguous()
+    if channels_last and cached.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.empty(
+            shape, dtype=cached.dtype, device=cached.device, memory_format=torch.channels_last_3d
+        )
+    return torch.empty(shape, dtype=cached.dtype, device=cached.device)
 
 
 def _apply_unpadded(m: nn.Module, region: torch.Tensor) -> torch.Tensor:
