@@ -244,3 +244,29 @@ def test_an_operation_broadcast_along_space_runs_in_full_and_stays_exact():
     with torch.no_grad():
         _same_map(occlusion(net, x, 1, P, info=info), _captum(net, x, 1, 8, 4))
     assert "add" in info["full_from"]
+
+
+def test_windows_already_at_the_baseline_are_scored_zero_without_a_pass():
+    """A zero background with a zero baseline (air in a windowed CT): those windows change
+    nothing, so their drop is exactly 0; the map is still Captum's and the others are run."""
+    net, target = _nets()["small_cnn"]
+    net.eval()
+    torch.manual_seed(2)
+    x = torch.zeros(1, 1, 24, 24, 24)
+    x[..., 8:16, 6:18, 9:15] = torch.rand(8, 12, 6) + 0.5
+    info: dict = {}
+    with torch.no_grad():
+        ours = occlusion(net, x, target, {**P, "stride": 4}, info=info)
+        theirs = _captum(net, x, target, P["window"], 4)
+    _same_map(ours, theirs)
+    total = occlusion_windows((24, 24, 24), P["window"], 4)
+    assert 0 < info["unchanged_windows"] < total
+    # the windows that touch the object are exactly the ones run
+    starts = [range(0, 24 - P["window"] + 1, 4)] * 3
+    touching = sum(
+        bool(x[0, 0, a : a + P["window"], b : b + P["window"], c : c + P["window"]].any())
+        for a in starts[0]
+        for b in starts[1]
+        for c in starts[2]
+    )
+    assert info["unchanged_windows"] == total - touching

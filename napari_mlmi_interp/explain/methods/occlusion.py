@@ -155,6 +155,15 @@ def _occlude_incremental(
     weight = torch.zeros(span, dtype=torch.float32)
     batch = max(1, int(p["perturbations_per_eval"]))
     stop = tuple(b.stop for b in box)  # windows cut at the box's end, as Captum cuts them at the crop's
+    # a window whose voxels all equal the baseline already (air in a windowed CT, the zero
+    # background of a min-max MR) leaves the input as it is: its score drop is exactly 0
+    changes = _changes_input(x, starts, window, stop, float(p["baseline"]))
+    inc.unchanged_windows = getattr(inc, "unchanged_windows", 0) + int((~changes).sum())
+    for st in starts[~changes] - lo:
+        weight[tuple(slice(a, min(a + wa, n)) for a, wa, n in zip(st, window, span, strict=True))] += 1.0
+    if hasattr(module, "count") and (~changes).any():
+        module.count(int((~changes).sum()))
+    starts = starts[changes]
     for i in range(0, len(starts), batch):
         if hasattr(module, "check"):
             module.check()  # Cancel
@@ -168,6 +177,25 @@ def _occlude_incremental(
             module.count(len(chunk))
     out = (total / weight).to(x.dtype)
     return out.expand(1, x.shape[1], *span).clone()
+
+
+def _changes_input(
+    x: torch.Tensor, starts: np.ndarray, window: tuple[int, ...], stop: tuple[int, ...], baseline: float
+) -> np.ndarray:
+    """Per window: whether setting it to ``baseline`` changes any value of ``x`` (any channel)."""
+    differs = (x[0] != baseline).any(dim=0).cpu()
+    end = [min(a, n) for a, n in zip(stop, differs.shape, strict=True)]
+    return np.array(
+        [
+            bool(
+                differs[
+                    tuple(slice(a, min(a + wa, e)) for a, wa, e in zip(st, window, end, strict=True))
+                ].any()
+            )
+            for st in starts
+        ],
+        dtype=bool,
+    ).reshape(len(starts))
 
 
 def _target_scores(output: Any, target: int | None) -> torch.Tensor:
@@ -233,7 +261,8 @@ def occlusion(
     If ``module`` has a ``total`` attribute (the engine's progress counter), it is set to
     the exact number of samples once the plan is known. ``info`` (a dict) receives the
     strategy actually run, a fallback's ``note`` and, for the incremental strategy, the
-    layers where the windows' changes stopped being local (``full_from``).
+    layers where the windows' changes stopped being local (``full_from``) and the windows
+    already at the baseline, scored 0 without a pass (``unchanged_windows``).
     """
     check_occlusion_params(p)
     w, s = int(p["window"]), int(p["stride"])
@@ -265,6 +294,8 @@ def occlusion(
         out[(slice(None), slice(None), *(outer or ()))] = _occlude(module, x, target, outer, w, s, p)
         if info is not None and "_incremental" in p:
             info["full_from"] = dict(p["_incremental"].full_from)
+            # windows already at the baseline: scored 0 without a pass (exact)
+            info["unchanged_windows"] = int(getattr(p["_incremental"], "unchanged_windows", 0))
         return out
     if info is not None:
         info["note"] = coarse_to_fine_note()
