@@ -184,24 +184,30 @@ def test_the_collector_leaves_old_objects_alone_only_while_a_job_runs(panel, qtb
     qtbot.addWidget(other_owner)
     other = JobRunner(other_owner)
     assert gc.get_freeze_count() == 0
-    seen, release = [], threading.Event()
-
-    def work(token, report):
-        seen.append(gc.get_freeze_count())
-        release.wait(PATIENT_MS / 1000)
-        if token.cancelled:
-            return None
-        raise InputError("a readable failure")
-
+    seen = []
     runner.start(lambda token, report: seen.append(gc.get_freeze_count()) or "ok", on_done=lambda r: None)
     _idle(qtbot, runner)
     assert seen[0] > 0 and gc.get_freeze_count() == 0
-    runner.start(work, on_done=lambda r: None, on_error=lambda e: None)  # ends in an error
-    other.start(work, on_done=lambda r: None)  # cancelled
+    release_error, release_cancel = threading.Event(), threading.Event()
+
+    def failing(token, report):
+        seen.append(gc.get_freeze_count())
+        release_error.wait(PATIENT_MS / 1000)
+        raise InputError("a readable failure")
+
+    def cancelled(token, report):
+        seen.append(gc.get_freeze_count())
+        release_cancel.wait(PATIENT_MS / 1000)
+
+    errors = []
+    runner.start(failing, on_done=lambda r: None, on_error=errors.append)
+    other.start(cancelled, on_done=lambda r: None)
     qtbot.waitUntil(lambda: len(seen) == 3, timeout=PATIENT_MS)
-    other.cancel()
-    release.set()
-    _idle(qtbot, other)
+    release_error.set()
     _idle(qtbot, runner)
+    assert errors and gc.get_freeze_count() > 0  # the other job still runs: still frozen
+    other.cancel()
+    release_cancel.set()
+    _idle(qtbot, other)
     assert gc.get_freeze_count() == 0  # nothing stays frozen once both are done
     assert all(n > 0 for n in seen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import torch
@@ -45,7 +46,7 @@ def _subpixel_geometry(weight: Any, g: Any, in_shape: tuple, stride: tuple, padd
 def _subpixel_input_grad(g: Any, weight: Any, in_shape: tuple, stride: tuple, axes: list) -> Any:
     """The input gradient as one convolution: output channel ``(i, phase)`` holds input channel
     ``i``'s gradient at that stride phase (the sub-pixel form of a transposed convolution)."""
-    n_phases = len(list(itertools.product(*(range(s) for s in stride))))
+    n_phases = math.prod(stride)
     cout, cin = weight.shape[:2]
     kernel = weight.new_zeros((cin * n_phases, cout, *(a[2] for a in axes)))
     for index, phase in enumerate(itertools.product(*(range(s) for s in stride))):
