@@ -71,9 +71,9 @@ def bare_captum(name: str, net: torch.nn.Module, x: torch.Tensor, p: dict) -> to
 def plugin(name: str, net: torch.nn.Module, x: torch.Tensor, p: dict) -> tuple[torch.Tensor, dict]:
     """The method as the plugin's engine runs it (batch sizes resolved, tuning on a CPU)."""
     m = get_method(name)
-    p, _ = resolve_batch_params(m, p, net, x, None)
+    p, info = resolve_batch_params(m, p, net, x, None)
     tuned = gradient_copy(net) if x.device.type == "cpu" else None
-    return m.run(tuned if tuned is not None else net, x, TARGET, p).map, p
+    return m.run(tuned if tuned is not None else net, x, TARGET, p).map, {**p, **info}
 
 
 def _best(fn, device: torch.device, repeats: int) -> tuple[object, float]:
@@ -103,7 +103,15 @@ def run_row(model: str, size: int, method: str, device: torch.device, repeats: i
         "params": {
             k: v
             for k, v in used.items()
-            if k in ("n_steps", "nt_samples", "internal_batch_size", "nt_samples_batch_size")
+            if k
+            in (
+                "n_steps",
+                "nt_samples",
+                "internal_batch_size",
+                "nt_samples_batch_size",
+                "per_sample_mb",
+                "activations_mb",
+            )
         },
         "plugin_s": t_plugin,
         "captum_s": t_captum,
@@ -126,16 +134,21 @@ def markdown(out: dict) -> str:
         + f", {m['threads']} CPU threads, "
         f"torch {m['torch']}. Captum: the bare call at its defaults, fp32, the model as given. "
         "Plugin: the method's run as `explain()` makes it (Integrated Gradients' two completeness "
-        "forwards included), with its execution tuning. Difference: max |plugin − Captum| / "
-        f"max |Captum|. Target: Captum / plugin ≥ {TARGET_RATIO}×.",
+        "forwards included), with its execution tuning; its batch is what the memory budget "
+        "chose (samples a batch; Captum's call runs every step or sample in one). Difference: "
+        f"max |plugin − Captum| / max |Captum|. Target: Captum / plugin ≥ {TARGET_RATIO}×.",
         "",
-        "| model | volume | method | plugin (s) | Captum (s) | Captum / plugin | max rel. diff | tuning |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| model | volume | method | plugin batch | plugin (s) | Captum (s) | Captum / plugin "
+        "| max rel. diff | tuning |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in out["rows"]:
+        p = r["params"]
+        batch = p.get("internal_batch_size", p.get("nt_samples_batch_size", 1))
         lines.append(
-            f"| {r['model']} | {r['size']}³ | {r['method']} | {r['plugin_s']:.2f} | {r['captum_s']:.2f} "
-            f"| {r['captum_over_plugin']:.2f}× | {r['max_rel_diff']:.1e} | {r['tuning']} |"
+            f"| {r['model']} | {r['size']}³ | {r['method']} | {batch} | {r['plugin_s']:.2f} "
+            f"| {r['captum_s']:.2f} | {r['captum_over_plugin']:.2f}× | {r['max_rel_diff']:.1e} "
+            f"| {r['tuning']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -149,6 +162,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 128])
     parser.add_argument("--quick", action="store_true", help="32³ only (a smoke test)")
+    parser.add_argument("--models", nargs="+", default=["resnet18", "densenet121"])
     args = parser.parse_args()
     device = resolve_device(args.device)
     if device.type == "cpu":
@@ -157,7 +171,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     sizes = [32] if args.quick else args.sizes
     rows = []
-    for model in ("resnet18", "densenet121"):
+    for model in args.models:
         for size in sizes:
             for method in PARAMS:
                 row = run_row(model, size, method, device, args.repeats)
@@ -165,7 +179,7 @@ def main() -> None:
                 print(
                     f"{model} {size}^3 {method}: plugin {row['plugin_s']:.2f} s, "
                     f"Captum {row['captum_s']:.2f} s ({row['captum_over_plugin']:.2f}x), "
-                    f"max rel diff {row['max_rel_diff']:.1e}",
+                    f"max rel diff {row['max_rel_diff']:.1e}, {row['params']}",
                     flush=True,
                 )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine() + " CPU"

@@ -18,11 +18,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from napari_mlmi_interp.explain.budget import (
-    CPU_MAX_BATCH,
-    CPU_MAX_BATCH_MB,
     MemoryBudgetError,
+    activation_bytes,
+    cpu_batch_cap,
     resolve_batch_params,
 )
 
@@ -124,12 +125,63 @@ def test_a_segmentation_target_too_big_is_refused_without_a_full_size_pass():
     # with room, the batch follows from the probe: at least the two 8-channel maps autograd
     # keeps (the convolution's output for the ELU, the ELU's output for the next convolution)
     params, info = resolve_batch_params(
-        "integrated_gradients", {"internal_batch_size": "auto"}, scored, x, 4096
+        "integrated_gradients", {"internal_batch_size": "auto", "n_steps": 8}, scored, x, 4096
     )
     kept = 2 * 8 * 4 * size**3
     assert kept <= info["per_sample_mb"] * 2**20 <= 5 * kept
-    per_sample = info["per_sample_mb"]
-    assert params["internal_batch_size"] == max(1, min(CPU_MAX_BATCH, int(CPU_MAX_BATCH_MB // per_sample)))
+    # the CPU batch size follows from the activations, not the peak (see below)
+    # the batch: within the budget by the peak (5 of 781 MB), on a CPU by the activations
+    # (the input, the ELU's output, the second convolution's input, the same tensor counted
+    # again: 17 values a voxel, 278 MB, so 3)
+    within_budget = int(4096 // info["per_sample_mb"])
+    on_cpu = cpu_batch_cap(activation_bytes(scored, x))
+    assert info["activations_mb"] * 2**20 == activation_bytes(scored, x) == 4 * size**3 * (1 + 8 + 8)
+    assert params["internal_batch_size"] == min(within_budget, on_cpu) == 3
+
+
+@pytest.mark.parametrize(
+    "sample_mb, cap",
+    [
+        (0.001, 4),  # tiny samples: CPU_MAX_BATCH
+        (123, 4),  # the demo classifier at 64³: batches of 4 ran fastest
+        (212, 4),  # DenseNet121 at 64³ (848 MB in fours)
+        (340, 3),  # three within 1 GB
+        (475, 2),  # DenseNet121 at 96³: twos ran fastest (3.46 s against 3.72 s in threes)
+        (650, 2),  # two within 1.5 GB: PyTorch gives two samples to oneDNN
+        (768, 2),
+        (800, 1),  # two would need 1.6 GB
+        (5000, 1),  # never fewer than one
+    ],
+)
+def test_a_cpu_batch_holds_what_fits_in_a_gigabyte_or_a_pair_in_one_and_a_half(sample_mb, cap):
+    assert cpu_batch_cap(int(sample_mb * 2**20)) == cap
+
+
+def test_the_activations_a_cpu_batch_is_sized_from_are_counted_exactly_and_without_weights():
+    """A known answer: the first convolution keeps its 1-channel input, the ReLU its 8-channel
+    output and the second convolution that same output again (17 values a voxel, 4 bytes
+    each), counted on a copy strided by 2 and scaled by 8; the weights (an 8 MB 1x1x1
+    convolution here) do not grow with the input and are not counted. The figure does not
+    depend on what the process ran before, unlike the resident-memory peak."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv3d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv3d(8, 2048, 1),
+        nn.Conv3d(2048, 2, 1),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+    ).eval()
+    x = torch.randn(3, 1, 32, 32, 32)
+    expected = 4 * 32**3 * (1 + 8 + 8 + 2048)
+    assert activation_bytes(net, x) == expected
+    from napari_mlmi_interp.explain import budget
+
+    big = torch.ones(64 * 2**20)  # 256 MB held between two counts
+    assert budget._activations(net, x) == expected
+    del big
+    # below 32 voxels an axis the sample itself is counted
+    assert activation_bytes(net, x[..., :20, :20, :20]) == 4 * 20**3 * (1 + 8 + 8 + 2048)
 
 
 @pytest.mark.parametrize("method", ["saliency", "gradcam", "input_x_gradient"])

@@ -15,7 +15,9 @@ from torch import nn
 
 from napari_mlmi_interp.errors import InputError
 from napari_mlmi_interp.explain.device import on_device, resolve_device
+from napari_mlmi_interp.explain.fused_grad import BnReluConv3d
 from napari_mlmi_interp.explain.onednn_conv import OneDnnConv3d
+from napari_mlmi_interp.explain.pool_grad import ChannelsLastMaxPool3d
 from napari_mlmi_interp.explain.stem_grad import StemConv3d, stem_input_grad
 from napari_mlmi_interp.explain.tuning import gradient_copy
 
@@ -52,6 +54,19 @@ def test_stem_input_grad_with_padding_beyond_the_kernel_and_a_batch():
         assert float((got - expected).abs().max() / expected.abs().max()) < 1e-5
 
 
+def _same_forward_and_maps(tuned: nn.Module, net: nn.Module) -> None:
+    """The tuned copy's forward equals the model's bit for bit, and its Saliency and Input x
+    Gradient maps equal Captum's on the model to float rounding, for one sample and three."""
+    for batch in (1, 3):
+        x = torch.randn(batch, 6, 12, 10, 14)
+        with torch.no_grad():
+            assert torch.equal(tuned(x), net(x))
+        for method in (ca.Saliency, ca.InputXGradient):
+            ours = method(tuned).attribute(x, target=1).detach()
+            theirs = method(net).attribute(x, target=1).detach()
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * float(theirs.abs().max()))
+
+
 def test_onednn_convolutions_give_autograds_input_gradient_and_the_models_forward():
     """Stride-1 convolutions of any kernel, padding and dilation (1x1x1 included): the same
     forward bit for bit, the input gradient to float rounding; strided ones are left alone."""
@@ -71,15 +86,110 @@ def test_onednn_convolutions_give_autograds_input_gradient_and_the_models_forwar
     tuned = gradient_copy(net)
     kinds = [type(m) for m in tuned]
     assert kinds[:8:2] == [OneDnnConv3d] * 4 and kinds[7] is nn.Conv3d
-    for batch in (1, 3):
-        x = torch.randn(batch, 6, 12, 10, 14)
-        with torch.no_grad():
-            assert torch.equal(tuned(x), net(x))
-        for method in (ca.Saliency, ca.InputXGradient):
-            ours = method(tuned).attribute(x, target=1).detach()
-            theirs = method(net).attribute(x, target=1).detach()
-            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * float(theirs.abs().max()))
+    _same_forward_and_maps(tuned, net)
     assert all(p.requires_grad for p in net.parameters())  # the user's model as it was
+
+
+class _Transition(nn.Sequential):
+    """A Sequential subclass that keeps Sequential's forward (as MONAI DenseNet's transition)."""
+
+
+class _OwnForward(nn.Sequential):
+    """A Sequential subclass with its own forward: its children's order is not its dataflow."""
+
+    def forward(self, x):
+        return self[2](x) + self[2](self[1](self[0](x)))
+
+
+def _bn(channels: int) -> nn.BatchNorm3d:
+    bn = nn.BatchNorm3d(channels)
+    nn.init.normal_(bn.running_mean)
+    nn.init.uniform_(bn.running_var, 0.3, 3.0)
+    nn.init.uniform_(bn.weight, -2.0, 2.0)
+    nn.init.normal_(bn.bias)
+    return bn
+
+
+def test_batch_norm_relu_convolution_runs_fuse_with_the_models_forward_and_captums_maps():
+    """DenseNet's pre-activation order (batch norm, ReLU, stride-1 convolution) in a Sequential
+    fuses: the forward bit for bit, the gradients to float rounding; a training-mode batch
+    norm, a hooked child, a strided convolution and a Sequential with its own forward do not."""
+    torch.manual_seed(0)
+    hooked = _bn(8)
+    hooked.register_forward_hook(lambda *_: None)
+    training = _bn(8)
+    net = nn.Sequential(
+        nn.Conv3d(6, 8, 3, padding=1),
+        _bn(8),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(8, 12, 1),  # fused
+        _Transition(_bn(12), nn.ReLU(), nn.Conv3d(12, 8, 3, padding=2, dilation=2)),  # fused
+        hooked,
+        nn.ReLU(),
+        nn.Conv3d(8, 8, 3, padding=1),  # a hook: kept
+        training,
+        nn.ReLU(),
+        nn.Conv3d(8, 8, 3, padding=1),  # training mode: kept
+        _bn(8),
+        nn.ReLU(),
+        nn.Conv3d(8, 8, 3, stride=2),  # strided: kept
+        _OwnForward(_bn(8), nn.ReLU(), nn.Conv3d(8, 8, 1)),  # its own forward: kept
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+    )
+    net.eval()
+    training.train()
+    tuned = gradient_copy(net)
+    fused = [m for m in tuned.modules() if isinstance(m, BnReluConv3d)]
+    assert len(fused) == 2 and isinstance(tuned[1], BnReluConv3d) and isinstance(tuned[2][0], BnReluConv3d)
+    assert [type(tuned[i]) for i in (3, 6, 9)] == [nn.BatchNorm3d] * 3  # hooked, training, strided
+    assert type(tuned[-3][0]) is nn.BatchNorm3d  # in a Sequential with its own forward
+    assert all(type(m) is nn.BatchNorm3d for m in net.modules() if "BatchNorm" in type(m).__name__)
+    _same_forward_and_maps(tuned, net)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"kernel_size": 3, "stride": 2, "padding": 1},  # MONAI ResNet's and DenseNet's stems
+        {"kernel_size": 2},  # the demo zoo's
+        {"kernel_size": 3, "stride": 2, "ceil_mode": True},
+        {"kernel_size": (3, 2, 3), "stride": (1, 2, 2), "padding": (1, 0, 1), "dilation": (2, 1, 1)},
+    ],
+)
+def test_channels_last_max_pooling_gives_the_same_maxima_and_gradient_bit_for_bit(cfg):
+    """Ties included: ReLU zeros, a constant block, values rounded to one decimal."""
+    torch.manual_seed(0)
+    pool = nn.MaxPool3d(**cfg)
+    fast = ChannelsLastMaxPool3d(pool)
+    x = torch.relu(torch.randn(2, 8, 17, 16, 15)).round(decimals=1)
+    x[..., :6] = 0.5
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya, yb = pool(a), fast(b)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    assert torch.equal(ya, yb) and torch.equal(a.grad, b.grad) and yb.is_contiguous()
+    with torch.no_grad():  # no gradient wanted, or a channels-last input: the pooling as given
+        assert torch.equal(fast(x), pool(x))
+    cl = x.contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(fast(cl.requires_grad_(True)), pool(x))
+    tuned = gradient_copy(nn.Sequential(nn.Conv3d(1, 4, 3), pool, nn.MaxPool3d(2, return_indices=True)))
+    assert type(tuned[1]) is ChannelsLastMaxPool3d and type(tuned[2]) is nn.MaxPool3d
+
+
+def test_densenet121_fuses_all_but_its_stem_and_head_batch_norms():
+    monai = pytest.importorskip("monai.networks.nets")
+    torch.manual_seed(0)
+    net = monai.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2).eval()
+    tuned = gradient_copy(net)
+    assert sum(isinstance(m, BnReluConv3d) for m in tuned.modules()) == 119  # of 121
+    x = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(tuned(x), net(x))
+    ours = ca.Saliency(tuned).attribute(x, target=1).detach()
+    theirs = ca.Saliency(net).attribute(x, target=1).detach()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-5 * float(theirs.abs().max()))
 
 
 class _Stem(nn.Module):

@@ -35,17 +35,26 @@ its probe runs the model inside it (``inner``) and sums one output channel, whos
 materialises the logits' gradient as the target's does. A batch of ``b`` samples needs about
 ``b`` times one; the batch size is the largest ``b`` within the budget.
 
-On a CPU a batch also holds at most :data:`CPU_MAX_BATCH` samples and at most
-:data:`CPU_MAX_BATCH_MB` of them: bigger batches do not run faster there, they run slower,
-since their activations no longer stay in cache and fresh memory must be faulted in.
-Measured with Integrated Gradients, 32 steps, 2 threads: demo classifier at 64³ (123 MB a
+On a CPU a batch also holds at most :data:`CPU_MAX_BATCH` samples whose activations
+(:func:`activation_bytes`, the tensors autograd keeps, counted exactly on a half-size copy)
+fit in :data:`CPU_MAX_BATCH_MB`, or two where two fit in :data:`CPU_PAIR_MB`
+(:func:`cpu_batch_cap`): bigger batches do not run faster there, they run slower, since their
+activations no longer stay in cache and fresh memory must be faulted in. Measured with
+Integrated Gradients, 32 steps, 2 threads: demo classifier at 64³ (64 MB of activations a
 sample), 2.3 s in batches of 4, 3.0 s of 8, 3.6 s of 16, 5.9 s of 32; DenseNet121 at 64³
-(212 MB), 5.1 s in batches of 4, 5.3 s of 8, 6.4 s of 16, 10.4 s of 32; demo classifier at
-128³ (530 MB), 27.4 s in batches of 1, 40.4 s of 4, 44.4 s of 8. Two samples still pay off
-where they fit in 1.5 GB: PyTorch runs a convolution of a single small sample with its
-reference kernel and of two with oneDNN (:mod:`.onednn_conv`). A forward and backward of the
-gradient methods' tuned copy, per sample: DenseNet121 at 96³ (650 MB) 0.53 s alone, 0.42 s in
-twos, 0.45 s in threes; the demo classifier at 128³ (530 MB) 0.73 s alone, 0.71 s in twos.
+(167 MB), 5.1 s in batches of 4, 5.3 s of 8, 6.4 s of 16, 10.4 s of 32; demo classifier at
+128³ (514 MB), 27.4 s in batches of 1, 40.4 s of 4, 44.4 s of 8. Two samples still pay off
+where a single one sends convolutions to PyTorch's reference kernel (:mod:`.onednn_conv`) and
+two stay within 1.5 GB: the gradient methods' tuned copy, Integrated Gradients with 8 steps,
+DenseNet121 at 96³ (560 MB) 3.90 s in batches of 1, 3.46 s of 2, 3.72 s of 3, 3.94 s of 4
+(SmoothGrad, 4 samples: 1.83, 1.57, 1.73, 1.80 s); at 112³ (860 MB) 4.81 s in batches of 1,
+5.26 s of 2; the demo classifier at 128³ 0.73 s a sample alone, 0.71 s in twos.
+
+The speed rule reads the activations, not the peak: the peak is the process's resident
+memory, which also holds what the process ran before. DenseNet121 at 96³ read 491 MB in a
+fresh process and 741 MB after an Integrated Gradients batch of 8, enough to move it across
+the 1.5 GB line between two runs of the same benchmark. The budget itself keeps the peak
+(it errs high, the safe side for "does it fit").
 """
 
 from __future__ import annotations
@@ -61,10 +70,13 @@ __all__ = [
     "BATCH_PARAMS",
     "CPU_MAX_BATCH",
     "CPU_MAX_BATCH_MB",
+    "CPU_PAIR_MB",
     "PROBE_MIN_AXIS",
     "ROUGH_MIN_AXIS",
     "MemoryBudgetError",
+    "activation_bytes",
     "batch_size_for",
+    "cpu_batch_cap",
     "default_budget_mb",
     "per_sample_bytes",
     "resolve_batch_params",
@@ -78,8 +90,11 @@ BATCH_PARAMS = {m.name: m.batch_param for m in METHODS.values() if m.batch_param
 
 #: Most samples per batch on a CPU; see the module notes.
 CPU_MAX_BATCH = 4
-#: Most megabytes per batch on a CPU (at least one sample); see the module notes.
-CPU_MAX_BATCH_MB = 1536
+#: Most megabytes of activations per batch on a CPU (at least one sample; two up to
+#: :data:`CPU_PAIR_MB`).
+CPU_MAX_BATCH_MB = 1024
+#: Most megabytes of activations of a batch of two samples on a CPU; see the module notes.
+CPU_PAIR_MB = 1536
 #: Smallest probe, voxels an axis, for the rough figure.
 ROUGH_MIN_AXIS = 16
 #: Shortest last axis of the probe the batch size is chosen from (the other axes stay whole);
@@ -120,6 +135,7 @@ def default_budget_mb() -> float:
 
 _MEASURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _ROUGH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ACTIVATIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _remembered(memo: weakref.WeakKeyDictionary, module: Any, x: Any, compute: Any) -> Any:
@@ -168,6 +184,39 @@ def rough_sample_bytes(module: Any, x: Any) -> int | None:
     2 x :data:`ROUGH_MIN_AXIS` voxels on an axis) or the model accepts no smaller input.
     """
     return _remembered(_ROUGH, module, x, _rough)
+
+
+def activation_bytes(module: Any, x: Any) -> int | None:
+    """Bytes of the tensors autograd keeps for one sample's backward (its activations).
+
+    Counted on a copy strided by 2 on every axis (the sample itself below
+    2 x :data:`ROUGH_MIN_AXIS` voxels an axis) and scaled by the voxel ratio. This is what a
+    CPU batch's size is chosen from (:func:`cpu_batch_cap`): unlike the peak of
+    :func:`per_sample_bytes`, which reads the process's resident memory and so what the
+    process ran before (DenseNet121 at 96³ read 491 MB in a fresh process, 741 MB after an
+    Integrated Gradients batch of 8), it is the same on every call. None when the model
+    accepts no probe.
+    """
+    return _remembered(_ACTIVATIONS, module, x, _activations)
+
+
+def _activations(module: Any, x: Any) -> int | None:
+    import torch
+
+    full = x[:1]
+    factors = [2, 1] if min(int(a) for a in x.shape[2:]) >= 2 * ROUGH_MIN_AXIS else [1]
+    for f in factors:
+        probe = full[(slice(None), slice(None), *[slice(None, None, f)] * (full.ndim - 2))]
+        probe = probe.detach().clone().requires_grad_(True)
+        candidates = [module]
+        if isinstance(getattr(module, "inner", None), torch.nn.Module):
+            candidates.append(module.inner)
+        for candidate in candidates:
+            try:
+                return int(_saved_bytes(candidate, probe, weights=False) * full.numel() / probe.numel())
+            except Exception:  # the model wants another input size
+                continue
+    return None
 
 
 def _factors(size: int, min_axis: int) -> list[int]:
@@ -264,15 +313,19 @@ def _probe(module: Any, x: Any, factor: int, *, last_axis_only: bool) -> int | N
     return None
 
 
-def _saved_bytes(module: Any, sample: Any) -> int:
-    """Bytes of the tensors autograd saves for the backward pass during one forward."""
+def _saved_bytes(module: Any, sample: Any, *, weights: bool = True) -> int:
+    """Bytes of the tensors autograd saves for the backward pass during one forward
+    (``weights=False``: not counting the module's parameters and buffers, which do not grow
+    with the input)."""
     import torch
 
     saved = 0
+    own = set() if weights else {t.data_ptr() for t in (*module.parameters(), *module.buffers())}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         nonlocal saved
-        saved += t.numel() * t.element_size()
+        if t.data_ptr() not in own:
+            saved += t.numel() * t.element_size()
         return t
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -348,6 +401,16 @@ def batch_size_for(budget_bytes: float, sample_bytes: int, *, cap: int) -> int:
     return int(max(1, min(cap, budget_bytes // max(1, sample_bytes))))
 
 
+def cpu_batch_cap(sample_bytes: int) -> int:
+    """Most samples a CPU batch holds, each with ``sample_bytes`` of activations
+    (:func:`activation_bytes`): as many as fit in :data:`CPU_MAX_BATCH_MB`, two where two fit
+    in :data:`CPU_PAIR_MB`, at least one, at most :data:`CPU_MAX_BATCH`."""
+    sample = max(1, int(sample_bytes))
+    many = int(CPU_MAX_BATCH_MB * 1024**2 // sample)
+    pair = 2 if 2 * sample <= CPU_PAIR_MB * 1024**2 else 1
+    return min(CPU_MAX_BATCH, max(1, many, pair))
+
+
 def resolve_batch_params(
     method: str | Method, params: dict[str, Any], module: Any, x: Any, budget_mb: float | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -379,15 +442,19 @@ def resolve_batch_params(
                 _refuse_unless_fits(method, module, x, free, free, None)
         return params, {}
     sample = _refuse_unless_fits(method, module, x, limit, budget, budget_mb)
-    cap = method.batch_cap(params)
-    if not getattr(x, "is_cuda", False):
-        cap = min(int(cap), CPU_MAX_BATCH, max(1, int(CPU_MAX_BATCH_MB * 1024**2 // max(1, sample))))
-    size = batch_size_for(budget, sample, cap=int(cap))
-    return {**params, key: size}, {
+    cap = int(method.batch_cap(params))
+    info: dict[str, Any] = {
         "budget_mb": round(budget / 1024**2, 1),
         "per_sample_mb": round(sample / 1024**2, 3),
-        key: size,
     }
+    if not getattr(x, "is_cuda", False) and batch_size_for(budget, sample, cap=cap) > 1:
+        # the speed rule reads the activations (the same on every call), the budget the peak
+        active = activation_bytes(module, x)
+        cap = min(cap, cpu_batch_cap(active if active is not None else sample))
+        if active is not None:
+            info["activations_mb"] = round(active / 1024**2, 3)
+    size = batch_size_for(budget, sample, cap=cap)
+    return {**params, key: size}, {**info, key: size}
 
 
 def _refuse_unless_fits(
