@@ -8,8 +8,9 @@ keep the first largest value, so the maximum and its index are the same, ties in
 (tested on ReLU outputs full of zeros and on a constant background); the index is a position
 in each channel's volume whatever the layout, so the backward is PyTorch's own, given that
 index. Output and indices are reordered back (the costly direction: 15 ms for a 48³ x 64
-float tensor), so a forward and backward went 30 -> 14.5 ms at 48³ and 310 -> 250 ms at 96³;
-DenseNet121's Saliency at 96³ about 12 ms faster (median of 7), ResNet18's about 30 ms.
+float tensor), so a forward and backward went 30 -> 14.5 ms at 48³ and 310 -> 250 ms at 96³.
+On a whole Saliency at 96³ the gain is small: DenseNet121 0.420 -> 0.408 s by the median of 7
+(0.405 -> 0.404 s by the minimum), ResNet18 2.051 -> 2.029 s by the median of 3 (2.042 -> 2.007 s).
 
 Only the layout of the pooling changes: the layers around it see the tensors they saw.
 (Making a whole stem channels-last had moved ResNet18's Saliency map by 1.6e-2, because
